@@ -1,0 +1,1 @@
+"""First-party storage backends, vector indexes and blob stores, registered through the ``memos`` entry-point group."""

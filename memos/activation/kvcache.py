@@ -1,0 +1,281 @@
+"""KV cache value objects and their on-disk format (safetensors, never pickle).
+
+A :class:`KVCache` is the attention key/value state a model produced for a token prefix. It is
+only meaningful for the exact model and tokenizer that produced it, so it carries a
+:class:`ModelFingerprint`; loading it for another fingerprint raises :class:`ModelMismatch`.
+
+File layout (``format = "safetensors-kv"``, version 1): one safetensors file whose tensors are
+``k.<layer>`` and ``v.<layer>``, each ``[n_kv_heads, tokens, head_dim]`` (no batch axis), and whose
+string metadata holds JSON:
+
+=================  ====================================================================
+``memos.format``    ``"safetensors-kv"``
+``memos.version``   ``"1"``
+``fingerprint``     the model fingerprint (JSON object)
+``token_ids``       the prefix token ids (JSON list of ints)
+``tokens_sha256``   :func:`token_ids_sha256` of ``token_ids``
+``data_sha256``     sha256 over the tensors' raw bytes in layer order, k then v
+=================  ====================================================================
+
+``data_sha256`` lets :func:`load_kv` detect flipped bytes even when the caller has no file-level
+sha256 to check against; when it has one, the file hash covers everything and the inner hash is
+skipped to keep load (and so time-to-first-token) short.
+
+Importing this module does not import torch; torch and safetensors load on first use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from memos.activation.errors import CorruptPayload, ModelMismatch
+
+if TYPE_CHECKING:
+    import torch
+
+FORMAT = "safetensors-kv"
+FORMAT_VERSION = "1"
+
+
+class ModelFingerprint(BaseModel):
+    """What makes a KV cache valid for a model: equal fingerprints mean interchangeable caches.
+
+    Stored in every activation payload (``payload["model"]``) and compared field by field on load.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model_id: str
+    """Stable model name, e.g. ``"smollm2-135m-instruct"``."""
+    dtype: str
+    """Dtype of the cached tensors as torch names it without the prefix, e.g. ``"float32"``."""
+    n_layers: int
+    """Decoder layers, one key and one value tensor each."""
+    n_kv_heads: int
+    """Key/value heads per layer (fewer than query heads under grouped-query attention)."""
+    head_dim: int
+    """Width of one attention head."""
+    tokenizer_sha256: str
+    """Hash of the tokenizer's vocabulary, merges and added tokens (see the engine)."""
+    weights_sha256: str = ""
+    """Hash of the weights' source (for the local engine: the GGUF file); empty if unknown."""
+
+    def to_json(self) -> str:
+        """Compact, key-sorted JSON, the form stored in payload metadata."""
+        return json.dumps(self.model_dump(), sort_keys=True, separators=(",", ":"))
+
+
+def token_ids_sha256(token_ids: Sequence[int]) -> str:
+    """Hash of a token id sequence: sha256 of the ids as decimal text joined by commas."""
+    return hashlib.sha256(",".join(str(int(t)) for t in token_ids).encode("ascii")).hexdigest()
+
+
+@dataclass(frozen=True, eq=False)
+class KVCache:
+    """The key/value state of a model for a token prefix. Treat as immutable: engines copy it
+    before generating (copy-on-read), so one cache can serve many requests and stay byte-equal.
+
+    Attributes:
+        layers: per decoder layer a ``(keys, values)`` pair, each ``[n_kv_heads, tokens, head_dim]``.
+        token_ids: the prefix tokens the state was computed for.
+        fingerprint: the model that computed it.
+    """
+
+    layers: tuple[tuple[torch.Tensor, torch.Tensor], ...]
+    token_ids: tuple[int, ...]
+    fingerprint: ModelFingerprint
+    tokens_sha256: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "token_ids", tuple(int(t) for t in self.token_ids))
+        if not self.tokens_sha256:
+            object.__setattr__(self, "tokens_sha256", token_ids_sha256(self.token_ids))
+        problem = _shape_problem(self.layers, self.fingerprint, len(self.token_ids))
+        if problem:
+            raise ValueError(f"inconsistent KVCache: {problem}")
+
+    @property
+    def tokens(self) -> int:
+        """Number of prefix tokens."""
+        return len(self.token_ids)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the key/value tensors."""
+        return sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in self.layers)
+
+
+def _shape_problem(layers: Sequence[Any], fp: ModelFingerprint, n_tokens: int) -> str | None:
+    if len(layers) != fp.n_layers:
+        return f"{len(layers)} layers, fingerprint says {fp.n_layers}"
+    want = (fp.n_kv_heads, n_tokens, fp.head_dim)
+    for i, (k, v) in enumerate(layers):
+        for name, t in (("keys", k), ("values", v)):
+            if tuple(t.shape) != want:
+                return f"layer {i} {name} shape {tuple(t.shape)}, expected {want}"
+            if str(t.dtype).removeprefix("torch.") != fp.dtype:
+                return f"layer {i} {name} dtype {t.dtype}, fingerprint says {fp.dtype}"
+    return None
+
+
+def _data_sha256(layers: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> str:
+    h = hashlib.sha256()
+    for k, v in layers:
+        for t in (k, v):
+            # Hash the raw little-endian bytes; numpy has no bfloat16, so view as bytes first.
+            h.update(t.detach().cpu().contiguous().view(-1).view(_uint8()).numpy())
+    return h.hexdigest()
+
+
+def _uint8() -> Any:
+    import torch
+
+    return torch.uint8
+
+
+def save_kv(cache: KVCache, path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Write ``cache`` to ``path`` atomically (temp file, fsync, rename) and describe it.
+
+    Returns the payload record the kernel stores with the memory: ``{"format": "safetensors-kv",
+    "bytes", "sha256", "tokens", "tokens_sha256", "model"}`` where ``sha256`` is of the whole file
+    and ``model`` is the fingerprint as a dict. An existing file at ``path`` is replaced whole.
+    """
+    from safetensors.torch import save
+
+    path = Path(path)
+    tensors: dict[str, torch.Tensor] = {}
+    for i, (k, v) in enumerate(cache.layers):
+        tensors[f"k.{i}"] = k.detach().cpu().contiguous()
+        tensors[f"v.{i}"] = v.detach().cpu().contiguous()
+    metadata = {
+        "memos.format": FORMAT,
+        "memos.version": FORMAT_VERSION,
+        "fingerprint": cache.fingerprint.to_json(),
+        "token_ids": json.dumps(list(cache.token_ids), separators=(",", ":")),
+        "tokens_sha256": cache.tokens_sha256,
+        "data_sha256": _data_sha256(cache.layers),
+    }
+    # Serialise to memory first: the file hash then costs no second read, at the price of holding
+    # the payload twice for a moment (tens of MB for a few thousand tokens of a small model).
+    data = save(tensors, metadata=metadata)
+    _atomic_write(path, data)
+    return {
+        "format": FORMAT,
+        "bytes": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "tokens": cache.tokens,
+        "tokens_sha256": cache.tokens_sha256,
+        "model": cache.fingerprint.model_dump(),
+    }
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    # Persist the rename itself, so a crash cannot leave the name pointing nowhere.
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def load_kv(
+    path: str | os.PathLike[str], expected: ModelFingerprint, sha256: str | None = None
+) -> KVCache:
+    """Read a cache written by :func:`save_kv`, checking it before anything uses it.
+
+    Args:
+        path: the payload file.
+        expected: fingerprint of the model that will use the cache.
+        sha256: the file hash recorded at save time, if known; checked first.
+
+    Raises:
+        CorruptPayload: missing, truncated or malformed file, or a hash that does not match.
+        ModelMismatch: the cache was computed by a model with another fingerprint.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CorruptPayload(path, f"cannot read: {exc.strerror or exc}") from exc
+    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256.lower():
+        raise CorruptPayload(path, "sha256 of file does not match the recorded hash")
+
+    meta = _read_metadata(path, data)
+    if meta.get("memos.format") != FORMAT or meta.get("memos.version") != FORMAT_VERSION:
+        raise CorruptPayload(
+            path, f"not a {FORMAT} v{FORMAT_VERSION} file (format={meta.get('memos.format')!r})"
+        )
+    try:
+        got = ModelFingerprint.model_validate_json(meta["fingerprint"])
+        token_ids = json.loads(meta["token_ids"])
+    except (KeyError, ValueError, ValidationError) as exc:
+        raise CorruptPayload(path, f"bad metadata: {exc}") from exc
+    if got != expected:
+        raise ModelMismatch(expected, got)
+    if not isinstance(token_ids, list) or not all(isinstance(t, int) for t in token_ids):
+        raise CorruptPayload(path, "token_ids is not a list of integers")
+    if token_ids_sha256(token_ids) != meta.get("tokens_sha256"):
+        raise CorruptPayload(path, "token ids do not match tokens_sha256")
+
+    layers = _read_tensors(path, data, got.n_layers)
+    problem = _shape_problem(layers, got, len(token_ids))
+    if problem:
+        raise CorruptPayload(path, problem)
+    if sha256 is None and _data_sha256(layers) != meta.get("data_sha256"):
+        raise CorruptPayload(path, "tensor data does not match data_sha256")
+    return KVCache(layers=layers, token_ids=tuple(token_ids), fingerprint=got)
+
+
+def _read_metadata(path: Path, data: bytes) -> dict[str, str]:
+    # Parse the safetensors header ourselves: the library only exposes metadata for files, and we
+    # already hold the bytes. Layout: u64 little-endian header length, then that much JSON.
+    if len(data) < 8:
+        raise CorruptPayload(path, f"truncated: {len(data)} bytes")
+    (n,) = struct.unpack("<Q", data[:8])
+    if n > len(data) - 8:
+        raise CorruptPayload(path, f"truncated: header wants {n} bytes, file has {len(data) - 8}")
+    try:
+        header = json.loads(data[8 : 8 + n])
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise CorruptPayload(path, f"header is not JSON: {exc}") from exc
+    meta = header.get("__metadata__") if isinstance(header, dict) else None
+    if not isinstance(meta, dict):
+        raise CorruptPayload(path, "no metadata in header")
+    return meta
+
+
+def _read_tensors(
+    path: Path, data: bytes, n_layers: int
+) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    try:
+        tensors = load(data)
+    except SafetensorError as exc:
+        raise CorruptPayload(path, f"unreadable tensors: {exc}") from exc
+    expected_names = {f"{kv}.{i}" for i in range(n_layers) for kv in "kv"}
+    if set(tensors) != expected_names:
+        raise CorruptPayload(path, f"expected tensors k.0..v.{n_layers - 1}, found {len(tensors)}")
+    return tuple((tensors[f"k.{i}"], tensors[f"v.{i}"]) for i in range(n_layers))

@@ -1,0 +1,268 @@
+"""The Python SDK: :class:`MemOS` (a handle on a memos home or server) and :class:`Cube`.
+
+Every public call has an async twin named ``a<name>`` (``cube.asearch(...)``) that runs the call in a
+worker thread, so an event loop is never blocked by embedding or disk I/O.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from memos.config import Settings, load_settings
+from memos.errors import InvalidInput
+from memos.kernel import Kernel, new_memory, open_kernel
+from memos.models import Hit, LogEntry, MemCube, Memory, State
+
+
+def _with_async_twins(*names: str):  # type: ignore[no-untyped-def]
+    """Class decorator: for each method ``name`` add ``a<name>`` running it via ``asyncio.to_thread``."""
+
+    def deco(cls: type) -> type:
+        for name in names:
+            fn = getattr(cls, name)
+
+            def make(f: Any) -> Any:
+                @functools.wraps(f)
+                async def twin(self: Any, *args: Any, **kwargs: Any) -> Any:
+                    return await asyncio.to_thread(f, self, *args, **kwargs)
+
+                twin.__name__ = twin.__qualname__ = f"a{f.__name__}"
+                twin.__doc__ = f"Async twin of :meth:`{f.__name__}`."
+                return twin
+
+            setattr(cls, f"a{name}", make(fn))
+        return cls
+
+    return deco
+
+
+def _item(entry: Any) -> Any:
+    """Accept ``"text"`` or a mapping with text/metadata/tags/event_time/expires_at."""
+    if isinstance(entry, str):
+        return new_memory(entry)
+    if isinstance(entry, Mapping):
+        unknown = set(entry) - {"text", "metadata", "tags", "event_time", "expires_at"}
+        if unknown:
+            raise InvalidInput(f"unknown memory fields: {', '.join(sorted(unknown))}", field="items")
+        return new_memory(entry.get("text"), entry.get("metadata"), entry.get("tags"), entry.get("event_time"),
+                          entry.get("expires_at"))
+    raise InvalidInput(f"each memory must be a string or an object, got {type(entry).__name__}", field="items")
+
+
+@_with_async_twins("add", "add_many", "get", "update", "delete", "history", "rollback", "search", "list",
+                   "log", "info", "grant", "sweep_expired", "stats")
+class Cube:
+    """A MemCube seen through a :class:`MemOS` handle (and its principal)."""
+
+    def __init__(self, mos: MemOS, name: str, at_commit: int | None = None) -> None:
+        self._mos = mos
+        self.name = name
+        self.at_commit = at_commit
+
+    def __repr__(self) -> str:
+        at = f" at commit {self.at_commit}" if self.at_commit is not None else ""
+        return f"<Cube {self.name!r}{at}>"
+
+    @property
+    def _k(self) -> Kernel:
+        return self._mos._kernel
+
+    @property
+    def _p(self) -> str | None:
+        return self._mos.principal
+
+    def _writable(self) -> None:
+        if self.at_commit is not None:
+            raise InvalidInput(f"cube {self.name!r} at commit {self.at_commit} is a read-only view", field="cube")
+
+    def info(self) -> MemCube:
+        return self._k.get_cube(self.name, principal=self._p)
+
+    @property
+    def head(self) -> int:
+        return self.info().head
+
+    def at(self, commit: int) -> Cube:
+        """A read-only view of the cube as it was right after ``commit``."""
+        if not isinstance(commit, int) or isinstance(commit, bool) or commit < 0:
+            raise InvalidInput(f"commit must be a non-negative integer, got {commit!r}", field="commit")
+        head = self.head
+        if commit > head:
+            raise InvalidInput(f"cube {self.name!r} has no commit {commit} (head is {head})", field="commit")
+        return Cube(self._mos, self.name, at_commit=commit)
+
+    # -------------------------------------------------------------------------------- writes
+    def add(self, text: str, metadata: dict[str, Any] | None = None, tags: list[str] | None = None,
+            event_time: str | datetime | None = None, expires_at: str | datetime | None = None) -> Memory:
+        self._writable()
+        item = new_memory(text, metadata, tags, event_time, expires_at)
+        return self._k.add_many(self.name, [item], principal=self._p)[0]
+
+    def add_many(self, items: Iterable[str | Mapping[str, Any]]) -> list[Memory]:
+        """Add many memories in one commit (one batched embedding pass)."""
+        self._writable()
+        if isinstance(items, (str, bytes, Mapping)):
+            raise InvalidInput("add_many takes a list of memories", field="items")
+        return self._k.add_many(self.name, [_item(e) for e in items], principal=self._p)
+
+    def update(self, memory_id: str, text: str | None = None, *, metadata: dict[str, Any] | None = None,
+               **fields: Any) -> Memory:
+        self._writable()
+        if text is not None:
+            fields["text"] = text
+        if metadata is not None:
+            fields["metadata"] = metadata
+        return self._k.update(self.name, memory_id, principal=self._p, **fields)
+
+    def delete(self, memory_id: str, purge: bool = False) -> Memory:
+        self._writable()
+        return self._k.delete(self.name, memory_id, purge=purge, principal=self._p)
+
+    def rollback(self, memory_id: str, version: int) -> Memory:
+        self._writable()
+        return self._k.rollback(self.name, memory_id, version, principal=self._p)
+
+    def grant(self, principal: str, access: str = "read") -> MemCube:
+        self._writable()
+        return self._k.grant(self.name, principal, access, principal=self._p)
+
+    def sweep_expired(self) -> list[Memory]:
+        self._writable()
+        return self._k.sweep_expired(self.name, principal=self._p)
+
+    def archive(self, ids: list[str]) -> list[Memory]:
+        self._writable()
+        return self._k.set_state(self.name, ids, State.archived, op="delete", principal=self._p)
+
+    # --------------------------------------------------------------------------------- reads
+    def get(self, memory_id: str, version: int | None = None) -> Memory:
+        return self._k.get(self.name, memory_id, version=version, at_commit=self.at_commit, principal=self._p)
+
+    def history(self, memory_id: str) -> list[Memory]:
+        return self._k.history(self.name, memory_id, at_commit=self.at_commit, principal=self._p)
+
+    def search(self, query: str, top_k: int = 10, filters: dict[str, Any] | None = None,
+               time_range: tuple[Any, Any] | None = None, include_archived: bool = False) -> list[Hit]:
+        return self._k.search(self.name, query, top_k=top_k, filters=filters, time_range=time_range,
+                              include_archived=include_archived, at_commit=self.at_commit, principal=self._p)
+
+    def list(self, offset: int = 0, limit: int = 100, include_archived: bool = False) -> list[Memory]:
+        return self._k.list_memories(self.name, offset=offset, limit=limit, include_archived=include_archived,
+                                     at_commit=self.at_commit, principal=self._p)
+
+    def log(self, after: int = 0, limit: int | None = None) -> list[LogEntry]:
+        entries = self._k.log(self.name, after=after, limit=limit, principal=self._p)
+        if self.at_commit is not None:
+            entries = [e for e in entries if e.commit <= self.at_commit]
+        return entries
+
+    def stats(self) -> dict[str, Any]:
+        self.info()  # access check
+        return self._k.stats(self.name)
+
+
+@_with_async_twins("create_cube", "list_cubes", "delete_cube", "grant", "export_cube", "import_cube", "status")
+class MemOS:
+    """A handle on memos. ``MemOS.open()`` runs the kernel embedded in this process."""
+
+    def __init__(self, kernel: Kernel, principal: str | None = None, _owner: bool = True) -> None:
+        self._kernel = kernel
+        self.principal = principal
+        self._owner = _owner
+
+    # ----------------------------------------------------------------------------- creation
+    @classmethod
+    def open(cls, home: str | os.PathLike[str] | None = None, *, principal: str | None = None,
+             settings: Settings | None = None, **overrides: Any) -> MemOS:
+        """Open (creating if needed) an embedded home: ``$MEMOS_HOME`` or ``~/.memos`` by default."""
+        settings = settings or load_settings(home, **overrides)
+        return cls(open_kernel(settings), principal if principal is not None else settings.principal)
+
+    @classmethod
+    def connect(cls, url: str, *, api_key: str | None = None, **kwargs: Any) -> Any:
+        """Connect to a memos REST server (``http(s)://``) or Ray cluster (``ray://``, ``auto``)."""
+        if url.startswith(("http://", "https://")):
+            from memos.errors import MissingExtra
+
+            try:
+                from memos.client import RemoteMemOS  # type: ignore[import-not-found]
+            except ImportError as exc:
+                raise MissingExtra("server", "memos.client") from exc
+            return RemoteMemOS(url, api_key=api_key, **kwargs)
+        if url.startswith("ray://") or url == "auto":
+            from memos.plugins import lookup
+
+            return lookup("runtimes", "ray")(url, **kwargs).connect()
+        raise InvalidInput(f"unsupported memos URL {url!r}: use http(s)://, ray:// or 'auto'", field="url")
+
+    def as_principal(self, principal: str | None) -> MemOS:
+        """The same kernel, acting on behalf of another principal (the ACL is checked for it)."""
+        return MemOS(self._kernel, principal, _owner=False)
+
+    def close(self) -> None:
+        if self._owner:
+            self._kernel.close()
+
+    def __enter__(self) -> MemOS:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    @property
+    def home(self) -> str:
+        return str(self._kernel.settings.home)
+
+    # -------------------------------------------------------------------------------- cubes
+    def create_cube(self, name: str, owner: str | None = None, description: str = "",
+                    policy: dict[str, Any] | None = None) -> Cube:
+        self._kernel.create_cube(name, owner=owner, description=description, policy=policy,
+                                 principal=self.principal)
+        return Cube(self, name)
+
+    def cube(self, name: str) -> Cube:
+        """Open an existing cube (raises CubeNotFound / AccessDenied)."""
+        self._kernel.get_cube(name, principal=self.principal)
+        return Cube(self, name)
+
+    def list_cubes(self) -> list[MemCube]:
+        return self._kernel.list_cubes(principal=self.principal)
+
+    def delete_cube(self, name: str) -> bool:
+        return self._kernel.delete_cube(name, principal=self.principal)
+
+    def grant(self, cube: str, principal: str, access: str = "read") -> MemCube:
+        return self._kernel.grant(cube, principal, access, principal=self.principal)
+
+    def export_cube(self, cube: str, path: str | os.PathLike[str]) -> dict[str, Any]:
+        from memos.bundle import export_cube
+
+        return export_cube(self._kernel, cube, str(path), principal=self.principal)
+
+    def import_cube(self, path: str | os.PathLike[str], name: str | None = None) -> Cube:
+        from memos.bundle import import_cube
+
+        cube = import_cube(self._kernel, str(path), name=name, principal=self.principal)
+        return Cube(self, cube.name)
+
+    def checkpoint(self) -> None:
+        self._kernel.checkpoint()
+
+    def status(self) -> dict[str, Any]:
+        k = self._kernel
+        cubes = self.list_cubes()
+        return {
+            "mode": "embedded",
+            "home": self.home,
+            "storage": k.settings.storage.backend,
+            "embedder": k.settings.embedder.name,
+            "principal": self.principal,
+            "cubes": len(cubes),
+            "workers": [{"id": "embedded", "node": os.uname().nodename, "pid": os.getpid(),
+                         "cubes": [c.name for c in cubes], "resident": {}}],
+        }

@@ -1,0 +1,94 @@
+"""OpenTelemetry: one span per kernel operation, plus operation counters and latency histograms.
+
+memos only uses the OpenTelemetry *API*; with no SDK configured the spans are no-ops and cost almost
+nothing. :func:`configure_from_env` installs the SDK from the standard ``OTEL_*`` variables
+(``OTEL_TRACES_EXPORTER=console|otlp``, ``OTEL_SERVICE_NAME`` ...) for the CLI and server.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+_tracer: Any = None
+_ops_counter: Any = None
+_latency: Any = None
+
+
+def _instruments() -> tuple[Any, Any, Any]:
+    global _tracer, _ops_counter, _latency
+    if _tracer is None:
+        from opentelemetry import metrics, trace
+
+        _tracer = trace.get_tracer("memos")
+        meter = metrics.get_meter("memos")
+        _ops_counter = meter.create_counter("memos.operations", description="kernel operations")
+        _latency = meter.create_histogram("memos.operation.duration", unit="ms",
+                                          description="kernel operation latency")
+    return _tracer, _ops_counter, _latency
+
+
+def reset_instruments() -> None:
+    """Drop cached instruments (tests that install a fresh TracerProvider)."""
+    global _tracer, _ops_counter, _latency
+    _tracer = _ops_counter = _latency = None
+
+
+@contextmanager
+def span(op: str, *, cube: str | None = None, kind: str | None = None, items: int | None = None,
+         **attrs: Any) -> Iterator[Any]:
+    tracer, counter, latency = _instruments()
+    attributes: dict[str, Any] = {"memos.op": op}
+    if cube is not None:
+        attributes["memos.cube"] = cube
+    if kind is not None:
+        attributes["memos.kind"] = kind
+    if items is not None:
+        attributes["memos.items"] = items
+    for k, v in attrs.items():
+        if v is not None:
+            attributes[f"memos.{k}"] = v if isinstance(v, (str, bool, int, float)) else str(v)
+    start = time.perf_counter()
+    status = "ok"
+    with tracer.start_as_current_span(f"memos.{op}", attributes=attributes) as sp:
+        try:
+            yield sp
+        except BaseException as exc:
+            status = type(exc).__name__
+            raise
+        finally:
+            ms = (time.perf_counter() - start) * 1000.0
+            sp.set_attribute("memos.latency_ms", ms)
+            labels = {"op": op, "status": status}
+            counter.add(1, labels)
+            latency.record(ms, labels)
+
+
+def configure_from_env() -> bool:
+    """Install the OpenTelemetry SDK if ``OTEL_TRACES_EXPORTER`` asks for an exporter. True if installed."""
+    exporter = os.environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+    if exporter in {"", "none"}:
+        return False
+    from opentelemetry import trace
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+
+    provider = TracerProvider(resource=Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME",
+                                                                                         "memos")}))
+    if exporter == "console":
+        provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
+    elif exporter == "otlp":
+        try:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        except ImportError as exc:
+            from memos.errors import MissingExtra
+
+            raise MissingExtra("server", "opentelemetry-exporter-otlp") from exc
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
+    reset_instruments()
+    return True

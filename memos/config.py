@@ -31,7 +31,9 @@ class IndexConfig(BaseModel):
     hnsw_threshold: int = 20_000
     """A cube's dense index switches from exact flat search to HNSW past this many vectors."""
     search_depth: int = 100
-    """Candidates taken from each retriever (dense, BM25) before rank fusion."""
+    """Candidates taken from each retriever (dense, BM25) before score fusion."""
+    dense_weight: float = Field(0.5, ge=0.0, le=1.0)
+    """Weight of the dense score in the fused score (the rest goes to BM25)."""
 
 
 class StorageConfig(BaseModel):

@@ -167,6 +167,9 @@ class Memory(_Model):
     commit: int = 0
     state: State = State.activated
     text: str = ""
+    context: str = ""
+    """Surrounding text indexed with the memory but not part of its body (e.g. the neighbouring turns of
+    a conversation): contextual retrieval finds a terse turn by what was said around it."""
     metadata: dict[str, Any] = Field(default_factory=dict)
     tags: list[str] = Field(default_factory=list)
     provenance: Provenance
@@ -233,6 +236,16 @@ def check_text(text: object, field: str = "text") -> str:
     return text
 
 
+def check_context(context: object) -> str:
+    if context is None:
+        return ""
+    if not isinstance(context, str):
+        raise InvalidInput(f"context must be a string, got {type(context).__name__}", field="context")
+    if len(context.encode("utf-8")) > MAX_TEXT_BYTES:
+        raise InvalidInput(f"context is over {MAX_TEXT_BYTES} bytes", field="context")
+    return context
+
+
 def check_metadata(metadata: object) -> dict[str, Any]:
     """Metadata must be a JSON object with string keys and JSON-serialisable values."""
     import json
@@ -277,6 +290,7 @@ __all__ = sorted(
         "Provenance",
         "SEARCHABLE_STATES",
         "State",
+        "check_context",
         "check_metadata",
         "check_tags",
         "check_text",

@@ -46,11 +46,11 @@ def _item(entry: Any) -> Any:
     if isinstance(entry, str):
         return new_memory(entry)
     if isinstance(entry, Mapping):
-        unknown = set(entry) - {"text", "metadata", "tags", "event_time", "expires_at"}
+        unknown = set(entry) - {"text", "metadata", "tags", "event_time", "expires_at", "context"}
         if unknown:
             raise InvalidInput(f"unknown memory fields: {', '.join(sorted(unknown))}", field="items")
         return new_memory(entry.get("text"), entry.get("metadata"), entry.get("tags"), entry.get("event_time"),
-                          entry.get("expires_at"))
+                          entry.get("expires_at"), entry.get("context"))
     raise InvalidInput(f"each memory must be a string or an object, got {type(entry).__name__}", field="items")
 
 
@@ -98,9 +98,11 @@ class Cube:
 
     # -------------------------------------------------------------------------------- writes
     def add(self, text: str, metadata: dict[str, Any] | None = None, tags: list[str] | None = None,
-            event_time: str | datetime | None = None, expires_at: str | datetime | None = None) -> Memory:
+            event_time: str | datetime | None = None, expires_at: str | datetime | None = None,
+            context: str | None = None) -> Memory:
+        """Add one plaintext memory. ``context``: surrounding text indexed with it (not part of its body)."""
         self._writable()
-        item = new_memory(text, metadata, tags, event_time, expires_at)
+        item = new_memory(text, metadata, tags, event_time, expires_at, context)
         return self._k.add_many(self.name, [item], principal=self._p)[0]
 
     def add_many(self, items: Iterable[str | Mapping[str, Any]]) -> list[Memory]:

@@ -10,7 +10,6 @@ module imports them from here only, so the move is a one-line change.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 
@@ -24,16 +23,15 @@ class ModelMismatch(_Base):
     Attributes:
         expected: the fingerprint the caller (engine) required.
         got: the fingerprint recorded in the payload.
-        fields: names of the fingerprint fields that differ.
     """
 
     def __init__(self, expected: Any, got: Any) -> None:
         self.expected = expected
         self.got = got
-        self.fields = _differing_fields(expected, got)
+        # Name only the differing fields: full fingerprints are long hashes nobody can compare.
         detail = ", ".join(
             f"{name}: expected {getattr(expected, name, None)!r}, got {getattr(got, name, None)!r}"
-            for name in self.fields
+            for name in _differing_fields(expected, got)
         )
         super().__init__(f"model fingerprint mismatch ({detail or 'different fingerprints'})")
 
@@ -46,7 +44,7 @@ class CorruptPayload(_Base):
         reason: what check failed, in words.
     """
 
-    def __init__(self, path: str | Path, reason: str) -> None:
+    def __init__(self, path: str, reason: str) -> None:
         self.path = str(path)
         self.reason = reason
         super().__init__(f"corrupt payload {self.path}: {reason}")

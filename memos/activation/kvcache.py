@@ -133,7 +133,7 @@ def _data_sha256(layers: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> str:
     for k, v in layers:
         for t in (k, v):
             # Hash the raw little-endian bytes; numpy has no bfloat16, so view as bytes first.
-            h.update(t.detach().cpu().contiguous().view(-1).view(_uint8()).numpy())
+            h.update(t.detach().cpu().contiguous().view(-1).view(_uint8()).numpy().data)
     return h.hexdigest()
 
 
@@ -199,9 +199,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
         os.close(dir_fd)
 
 
-def load_kv(
-    path: str | os.PathLike[str], expected: ModelFingerprint, sha256: str | None = None
-) -> KVCache:
+def load_kv(path: str | os.PathLike[str], expected: ModelFingerprint, sha256: str | None = None) -> KVCache:
     """Read a cache written by :func:`save_kv`, checking it before anything uses it.
 
     Args:
@@ -217,33 +215,33 @@ def load_kv(
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise CorruptPayload(path, f"cannot read: {exc.strerror or exc}") from exc
+        raise CorruptPayload(str(path), f"cannot read: {exc.strerror or exc}") from exc
     if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256.lower():
-        raise CorruptPayload(path, "sha256 of file does not match the recorded hash")
+        raise CorruptPayload(str(path), "sha256 of file does not match the recorded hash")
 
     meta = _read_metadata(path, data)
     if meta.get("memos.format") != FORMAT or meta.get("memos.version") != FORMAT_VERSION:
         raise CorruptPayload(
-            path, f"not a {FORMAT} v{FORMAT_VERSION} file (format={meta.get('memos.format')!r})"
+            str(path), f"not a {FORMAT} v{FORMAT_VERSION} file (format={meta.get('memos.format')!r})"
         )
     try:
         got = ModelFingerprint.model_validate_json(meta["fingerprint"])
         token_ids = json.loads(meta["token_ids"])
     except (KeyError, ValueError, ValidationError) as exc:
-        raise CorruptPayload(path, f"bad metadata: {exc}") from exc
+        raise CorruptPayload(str(path), f"bad metadata: {exc}") from exc
     if got != expected:
         raise ModelMismatch(expected, got)
     if not isinstance(token_ids, list) or not all(isinstance(t, int) for t in token_ids):
-        raise CorruptPayload(path, "token_ids is not a list of integers")
+        raise CorruptPayload(str(path), "token_ids is not a list of integers")
     if token_ids_sha256(token_ids) != meta.get("tokens_sha256"):
-        raise CorruptPayload(path, "token ids do not match tokens_sha256")
+        raise CorruptPayload(str(path), "token ids do not match tokens_sha256")
 
     layers = _read_tensors(path, data, got.n_layers)
     problem = _shape_problem(layers, got, len(token_ids))
     if problem:
-        raise CorruptPayload(path, problem)
+        raise CorruptPayload(str(path), problem)
     if sha256 is None and _data_sha256(layers) != meta.get("data_sha256"):
-        raise CorruptPayload(path, "tensor data does not match data_sha256")
+        raise CorruptPayload(str(path), "tensor data does not match data_sha256")
     return KVCache(layers=layers, token_ids=tuple(token_ids), fingerprint=got)
 
 
@@ -251,31 +249,29 @@ def _read_metadata(path: Path, data: bytes) -> dict[str, str]:
     # Parse the safetensors header ourselves: the library only exposes metadata for files, and we
     # already hold the bytes. Layout: u64 little-endian header length, then that much JSON.
     if len(data) < 8:
-        raise CorruptPayload(path, f"truncated: {len(data)} bytes")
+        raise CorruptPayload(str(path), f"truncated: {len(data)} bytes")
     (n,) = struct.unpack("<Q", data[:8])
     if n > len(data) - 8:
-        raise CorruptPayload(path, f"truncated: header wants {n} bytes, file has {len(data) - 8}")
+        raise CorruptPayload(str(path), f"truncated: header wants {n} bytes, file has {len(data) - 8}")
     try:
         header = json.loads(data[8 : 8 + n])
     except (UnicodeDecodeError, ValueError) as exc:
-        raise CorruptPayload(path, f"header is not JSON: {exc}") from exc
+        raise CorruptPayload(str(path), f"header is not JSON: {exc}") from exc
     meta = header.get("__metadata__") if isinstance(header, dict) else None
     if not isinstance(meta, dict):
-        raise CorruptPayload(path, "no metadata in header")
+        raise CorruptPayload(str(path), "no metadata in header")
     return meta
 
 
-def _read_tensors(
-    path: Path, data: bytes, n_layers: int
-) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
+def _read_tensors(path: Path, data: bytes, n_layers: int) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
     from safetensors import SafetensorError
     from safetensors.torch import load
 
     try:
         tensors = load(data)
     except SafetensorError as exc:
-        raise CorruptPayload(path, f"unreadable tensors: {exc}") from exc
+        raise CorruptPayload(str(path), f"unreadable tensors: {exc}") from exc
     expected_names = {f"{kv}.{i}" for i in range(n_layers) for kv in "kv"}
     if set(tensors) != expected_names:
-        raise CorruptPayload(path, f"expected tensors k.0..v.{n_layers - 1}, found {len(tensors)}")
+        raise CorruptPayload(str(path), f"expected tensors k.0..v.{n_layers - 1}, found {len(tensors)}")
     return tuple((tensors[f"k.{i}"], tensors[f"v.{i}"]) for i in range(n_layers))

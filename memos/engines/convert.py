@@ -154,6 +154,8 @@ def _convert(gguf: Path, out: Path) -> dict[str, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     source_sha256 = _file_sha256(gguf)
+    model: Any
+    # The GGUF de-quantization bar ignores transformers' switch and stays: a one-off ~15 s step.
     with quiet_progress():
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
         model = AutoModelForCausalLM.from_pretrained(
@@ -165,8 +167,9 @@ def _convert(gguf: Path, out: Path) -> dict[str, Any]:
         del model.config.quantization_config
     model.hf_quantizer = None
     out.mkdir(parents=True)
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
+    with quiet_progress():
+        model.save_pretrained(out)
+        tokenizer.save_pretrained(out)
 
     files = {p.name: p.stat().st_size for p in sorted(out.iterdir()) if p.is_file()}
     for name in files:

@@ -71,13 +71,16 @@ class LocalEngine:
 
         if threads is not None:
             torch.set_num_threads(threads)
+        # Typed Any: transformers' return types are broad unions that help no one here.
+        self._tok: Any
+        self._model: Any
         with quiet_progress():
             self._tok = AutoTokenizer.from_pretrained(ready.path, local_files_only=True)
             self._model = AutoModelForCausalLM.from_pretrained(
                 ready.path, local_files_only=True, dtype=torch.float32
             )
         self._model.eval()
-        self._dynamic_cache = DynamicCache
+        self._dynamic_cache: Any = DynamicCache
         # transformers 5 renamed the forward's `past_key_values` argument to `cache`.
         params = inspect.signature(self._model.forward).parameters
         self._cache_arg = "cache" if "cache" in params else "past_key_values"
@@ -117,9 +120,7 @@ class LocalEngine:
         with ``generate(..., chat=True)``.
         """
         if chat:
-            text = self._tok.apply_chat_template(
-                [{"role": "system", "content": text}], tokenize=False
-            )
+            text = self._render_chat([{"role": "system", "content": text}])
         ids = self.encode(text)
         if not ids:
             raise ValueError("cannot build a KV cache of empty text")
@@ -164,9 +165,7 @@ class LocalEngine:
         started = time.perf_counter()
         prefix = self._single_prefix(kv)
         ids = self._prompt_ids(prompt, chat=chat, after_prefix=prefix is not None)
-        return self._generate(
-            prefix, ids, adapters, max_tokens, temperature, seed, started, {"chat": chat}
-        )
+        return self._generate(prefix, ids, adapters, max_tokens, temperature, seed, started, {"chat": chat})
 
     # -- beyond the protocol: token-level access for checks and benchmarks -----------------
 
@@ -244,7 +243,11 @@ class LocalEngine:
         with self._lock, self._adapters(adapters):
             # An empty prompt after a prefix still needs the logits after the prefix's last
             # token, which the cache does not hold: feed that token again over a shorter copy.
-            feed = ids if ids else [prefix.token_ids[-1]]  # type: ignore[union-attr]
+            if ids:
+                feed = ids
+            else:
+                assert prefix is not None  # checked above: no ids means a prefix
+                feed = [prefix.token_ids[-1]]
             cache = self._working_cache(prefix, drop_last=not ids)
             token = self._pick(self._forward(feed, cache, all_logits=False)[-1], temperature, rng)
             ttft_ms = (time.perf_counter() - started) * 1000
@@ -290,17 +293,20 @@ class LocalEngine:
             return self.encode(prompt)
         user = {"role": "user", "content": prompt}
         if not after_prefix:
-            text = self._tok.apply_chat_template([user], tokenize=False, add_generation_prompt=True)
-            return self.encode(text)
+            return self.encode(self._render_chat([user], reply=True))
         # After a prefix we want only the user turn and assistant header, without the default
         # system turn the template adds when a conversation does not start with one. Render
         # with a placeholder system turn and keep what follows it.
         system = {"role": "system", "content": ""}
-        head = self._tok.apply_chat_template([system], tokenize=False)
-        full = self._tok.apply_chat_template([system, user], tokenize=False, add_generation_prompt=True)
+        head = self._render_chat([system])
+        full = self._render_chat([system, user], reply=True)
         if not full.startswith(head):
             raise ValueError("chat template does not render turns by concatenation")
         return self.encode(full[len(head) :])
+
+    def _render_chat(self, messages: list[dict[str, str]], *, reply: bool = False) -> str:
+        """The chat template applied as text; ``reply`` appends the assistant header."""
+        return str(self._tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=reply))
 
     def _working_cache(self, prefix: KVCache | None, *, drop_last: bool) -> Any:
         """A fresh transformers cache holding a copy of ``prefix`` (copy-on-read)."""
@@ -319,7 +325,9 @@ class LocalEngine:
     def _forward(self, ids: list[int], cache: Any, *, all_logits: bool) -> torch.Tensor:
         import torch
 
-        with torch.inference_mode():
+        # no_grad rather than inference_mode: caches built here leave the engine (build_kv), and
+        # inference-mode tensors would refuse in-place use (e.g. a residency pool's copy_) later.
+        with torch.no_grad():
             out = self._model(
                 input_ids=torch.tensor([ids], dtype=torch.long),
                 use_cache=True,

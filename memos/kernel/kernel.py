@@ -38,6 +38,7 @@ from memos.models import (
     Memory,
     Provenance,
     State,
+    check_context,
     check_metadata,
     check_tags,
     check_text,
@@ -75,12 +76,19 @@ class NewMemory:
     payload: dict[str, Any] | None = None
     derived_from: tuple[DerivedFrom, ...] = ()
     source: str | None = None
+    context: str = ""
 
 
 def new_memory(text: Any, metadata: Any = None, tags: Any = None, event_time: Any = None,
-               expires_at: Any = None, **extra: Any) -> NewMemory:
+               expires_at: Any = None, context: Any = None, **extra: Any) -> NewMemory:
     return NewMemory(check_text(text), check_metadata(metadata), check_tags(tags),
-                     parse_time(event_time, "event_time"), parse_time(expires_at, "expires_at"), **extra)
+                     parse_time(event_time, "event_time"), parse_time(expires_at, "expires_at"),
+                     context=check_context(context), **extra)
+
+
+def context_view(text: str, context: str) -> str:
+    """The text indexed for a memory's context: its surroundings followed by the memory itself."""
+    return f"{context}\n{text}" if context else text
 
 
 class Kernel:
@@ -264,9 +272,17 @@ class Kernel:
                 return versions
         raise AssertionError("unreachable")
 
-    def _embed(self, texts: Sequence[str]) -> np.ndarray:
+    def _embed(self, texts: Sequence[str], contexts: Sequence[str] | None = None) -> np.ndarray:
+        """One vector per memory; with a context, the normalised sum of the body and context-view vectors."""
         with span("embed", items=len(texts)):
-            return self.embedder.embed(list(texts))
+            vecs = self.embedder.embed(list(texts))
+            if contexts is not None:
+                idx = [i for i, c in enumerate(contexts) if c]
+                if idx:
+                    extra = self.embedder.embed([context_view(texts[i], contexts[i]) for i in idx])
+                    summed = vecs[idx] + extra
+                    vecs[idx] = summed / np.maximum(np.linalg.norm(summed, axis=1, keepdims=True), 1e-12)
+            return vecs
 
     def _current(self, state: _CubeState, memory_id: str) -> Memory:
         if not isinstance(memory_id, str) or not memory_id:
@@ -296,7 +312,7 @@ class Kernel:
             state = self._state(name, refresh=self.backend.shared)
             acl.check(state.cube, principal, "write")
             self._op(op, name, principal, {"items": len(items)})
-            vecs = self._embed([it.text for it in items])
+            vecs = self._embed([it.text for it in items], [it.context for it in items])
             ids = [new_id() for _ in items]
             ttl = state.cube.policy.default_ttl_s
 
@@ -310,7 +326,7 @@ class Kernel:
                         expires = datetime.fromtimestamp(now.timestamp() + ttl, now.tzinfo)
                     versions.append(Memory(
                         id=mid, cube=name, kind=it.kind, version=1, commit=commit, state=State.activated,
-                        text=it.text, metadata=it.metadata, tags=it.tags, event_time=it.event_time,
+                        text=it.text, context=it.context, metadata=it.metadata, tags=it.tags, event_time=it.event_time,
                         expires_at=expires, created_at=now, updated_at=now, payload=it.payload,
                         provenance=Provenance(op=op, actor=principal, source=it.source,
                                               derived_from=list(it.derived_from), at=now)))
@@ -323,11 +339,13 @@ class Kernel:
             return out
 
     def update(self, name: str, memory_id: str, *, text: Any = _UNSET, metadata: Any = _UNSET,
-               tags: Any = _UNSET, event_time: Any = _UNSET, expires_at: Any = _UNSET,
+               tags: Any = _UNSET, event_time: Any = _UNSET, expires_at: Any = _UNSET, context: Any = _UNSET,
                principal: str | None = None) -> Memory:
         changes: dict[str, Any] = {}
         if text is not _UNSET:
             changes["text"] = check_text(text)
+        if context is not _UNSET:
+            changes["context"] = check_context(context)
         if metadata is not _UNSET:
             changes["metadata"] = check_metadata(metadata)
         if tags is not _UNSET:
@@ -337,16 +355,17 @@ class Kernel:
         if expires_at is not _UNSET:
             changes["expires_at"] = parse_time(expires_at, "expires_at")
         if not changes:
-            raise InvalidInput("update needs at least one of text, metadata, tags, event_time, expires_at")
+            raise InvalidInput("update needs at least one of text, context, metadata, tags, event_time, expires_at")
         with span("update", cube=name, items=1):
             state = self._state(name, refresh=self.backend.shared)
             acl.check(state.cube, principal, "write")
             self._op("update", name, principal, {"id": memory_id, "fields": sorted(changes)})
-            new_vec = self._embed([changes["text"]])[0] if "text" in changes else None
 
             def plan(st: _CubeState) -> tuple[str, list[Memory], dict, list[str], dict]:
                 old = self._current(st, memory_id)
                 new = self._next_version(st, old, principal, "update", **changes)
+                reembed = "text" in changes or "context" in changes
+                new_vec = self._embed([new.text], [new.context])[0] if reembed else None
                 if old.state not in SEARCHABLE_STATES:
                     new = new.model_copy(update={"state": State.activated})
                 vec = new_vec if new_vec is not None else self._stored_vector(st, old)
@@ -360,7 +379,7 @@ class Kernel:
         rows = self.backend.scan(state.cube.name, ids=(m.id,), with_vectors=True)
         if rows and rows[0][1] is not None and rows[0][0].version == m.version:
             return np.frombuffer(rows[0][1], dtype=np.float32)
-        return self._embed([m.text])[0]
+        return self._embed([m.text], [m.context])[0]
 
     def set_state(self, name: str, ids: Sequence[str], new_state: State, *, op: str,
                   principal: str | None = None, detail: dict[str, Any] | None = None) -> list[Memory]:
@@ -420,7 +439,7 @@ class Kernel:
                 if target is None:
                     raise VersionNotFound(name, memory_id, version, latest=cur.version)
                 fields = {k: getattr(target, k) for k in
-                          ("text", "metadata", "tags", "event_time", "expires_at", "state", "payload", "kind")}
+                          ("text", "context", "metadata", "tags", "event_time", "expires_at", "state", "payload", "kind")}
                 new = self._next_version(st, cur, principal, "rollback",
                                          derived_from=[DerivedFrom(id=memory_id, version=version)], **fields)
                 return "rollback", [new], {(new.id, new.version): self._stored_vector(st, target).tobytes()}, \
@@ -517,7 +536,8 @@ class Kernel:
             params = SearchParams(top_k=top_k, filters=flt or None, time_range=tr,
                                   include_archived=include_archived, now=time.time(),
                                   recency_half_life_days=state.cube.policy.recency_half_life_days,
-                                  depth=self.settings.index.search_depth)
+                                  depth=self.settings.index.search_depth,
+                                  dense_weight=self.settings.index.dense_weight)
             if at_commit is not None:
                 ranked = CubeIndexer.snapshot(self, name, at_commit).search(query, qvec, params)
             else:

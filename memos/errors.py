@@ -137,7 +137,19 @@ class ModelMismatch(MemosError):
     status_code = 409
 
     def __init__(self, expected: Any, got: Any, what: str = "payload") -> None:
-        super().__init__(f"{what} was built for model {got!r}, not {expected!r}", expected=expected, got=got)
+        diff = _field_diff(expected, got)
+        detail = diff or f"{got!r}, not {expected!r}"
+        super().__init__(f"{what} was built for another model: {detail}", expected=expected, got=got)
+
+
+def _field_diff(expected: Any, got: Any) -> str:
+    """``field: got != expected`` for the fields of two models (or dicts) that differ."""
+    dump = lambda v: v.model_dump() if hasattr(v, "model_dump") else v  # noqa: E731
+    e, g = dump(expected), dump(got)
+    if not isinstance(e, dict) or not isinstance(g, dict):
+        return ""
+    return "; ".join(f"{k}: {g.get(k)!r} (expected {e.get(k)!r})" for k in sorted(set(e) | set(g))
+                     if e.get(k) != g.get(k))
 
 
 class CorruptPayload(MemosError):

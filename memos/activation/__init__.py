@@ -4,7 +4,6 @@ Importing this package is cheap (no torch); tensors are handled only when a cach
 saved or loaded.
 """
 
-from memos.activation.errors import CorruptPayload, ModelMismatch
 from memos.activation.kvcache import (
     FORMAT,
     KVCache,
@@ -16,10 +15,8 @@ from memos.activation.kvcache import (
 
 __all__ = [
     "FORMAT",
-    "CorruptPayload",
     "KVCache",
     "ModelFingerprint",
-    "ModelMismatch",
     "load_kv",
     "save_kv",
     "token_ids_sha256",

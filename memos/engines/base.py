@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
-    from memos.activation.kvcache import KVCache, ModelFingerprint
+    from memos.engines.kv import KVCache, ModelFingerprint
 
 AdapterRef = str | os.PathLike[str]
 """A parametric-memory adapter as the engine receives it: the folder of a saved peft adapter."""

@@ -33,8 +33,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from memos.activation.errors import ModelMismatch
-from memos.activation.kvcache import KVCache, ModelFingerprint
+from memos.engines.kv import KVCache, ModelFingerprint
+from memos.errors import ModelMismatch
 from memos.engines.base import AdapterRef, Generation
 from memos.engines.convert import MODEL_ID, ensure_converted, quiet_progress
 

@@ -14,15 +14,8 @@ from typing import TYPE_CHECKING
 import pytest
 import torch
 
-from memos.activation import (
-    CorruptPayload,
-    KVCache,
-    ModelFingerprint,
-    ModelMismatch,
-    load_kv,
-    save_kv,
-    token_ids_sha256,
-)
+from memos.activation import KVCache, ModelFingerprint, load_kv, save_kv, token_ids_sha256
+from memos.errors import CorruptPayload, ModelMismatch
 
 if TYPE_CHECKING:
     from memos.engines.local import LocalEngine

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import torch
 
-from memos.activation import KVCache, ModelMismatch, load_kv, save_kv
+from memos.activation import KVCache, load_kv, save_kv
+from memos.errors import ModelMismatch
 from memos.engines import Engine, Generation
 from memos.engines import convert as convert_mod
 

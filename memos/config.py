@@ -66,6 +66,8 @@ class Settings(BaseModel):
     residency: ResidencyConfig = Field(default_factory=ResidencyConfig)
     engine: str = "local"
     """Default model engine for activation/parametric memories: ``local``, ``vllm`` or ``openai``."""
+    models_dir: Path | None = None
+    """Where converted model weights live (default ``<home>/models``; ``MEMOS_MODELS_DIR``)."""
     principal: str | None = None
     """Principal the handle acts for; None = the local administrator of this home (no ACL checks)."""
 
@@ -88,6 +90,8 @@ def load_settings(home: str | os.PathLike[str] | None = None, **overrides: Any) 
         data.setdefault("storage", {})["backend"] = os.environ["MEMOS_STORAGE"]
     if os.environ.get("MEMOS_STORAGE_URL"):
         data.setdefault("storage", {})["url"] = os.environ["MEMOS_STORAGE_URL"]
+    if os.environ.get("MEMOS_MODELS_DIR"):
+        data["models_dir"] = os.environ["MEMOS_MODELS_DIR"]
     if os.environ.get("MEMOS_PRINCIPAL"):
         data["principal"] = os.environ["MEMOS_PRINCIPAL"]
     for key, value in overrides.items():
@@ -95,7 +99,10 @@ def load_settings(home: str | os.PathLike[str] | None = None, **overrides: Any) 
             data[key] = value
     data["home"] = root
     try:
-        return Settings.model_validate(data)
+        settings = Settings.model_validate(data)
+        if settings.models_dir is None:
+            settings.models_dir = root / "models"
+        return settings
     except ValueError as exc:
         raise InvalidInput(f"invalid configuration: {exc}", field="config") from exc
 

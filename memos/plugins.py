@@ -35,6 +35,18 @@ class _Builtins:
 
         return list(BUILTIN_EMBEDDERS)
 
+    @hookspecs.hookimpl
+    def memos_register_engines(self) -> list[type]:
+        from memos.engines.local import LocalEngine
+
+        return [LocalEngine]
+
+    @hookspecs.hookimpl
+    def memos_register_policies(self) -> list[type]:
+        from memos.residency import BUILTIN_POLICIES
+
+        return list(BUILTIN_POLICIES)
+
 
 def _entry_points() -> list[importlib.metadata.EntryPoint]:
     return list(importlib.metadata.entry_points(group=_GROUP))

@@ -55,7 +55,7 @@ def _item(entry: Any) -> Any:
 
 
 @_with_async_twins("add", "add_many", "get", "update", "delete", "history", "rollback", "search", "list",
-                   "log", "info", "grant", "sweep_expired", "stats")
+                   "log", "info", "grant", "sweep_expired", "stats", "add_activation", "archive")
 class Cube:
     """A MemCube seen through a :class:`MemOS` handle (and its principal)."""
 
@@ -137,6 +137,13 @@ class Cube:
         self._writable()
         return self._k.sweep_expired(self.name, principal=self._p)
 
+    def add_activation(self, text: str, engine: str | None = None, metadata: dict[str, Any] | None = None,
+                       tags: list[str] | None = None) -> Memory:
+        """An activation memory: the KV cache of ``text`` (a document, persona, system prompt) for ``engine``."""
+        self._writable()
+        return self._mos._activation().add(self.name, text, self._mos.engine(engine), metadata=metadata,
+                                           tags=tags, principal=self._p)
+
     def archive(self, ids: list[str]) -> list[Memory]:
         self._writable()
         return self._k.set_state(self.name, ids, State.archived, op="delete", principal=self._p)
@@ -168,7 +175,8 @@ class Cube:
         return self._k.stats(self.name)
 
 
-@_with_async_twins("create_cube", "list_cubes", "delete_cube", "grant", "export_cube", "import_cube", "status")
+@_with_async_twins("create_cube", "list_cubes", "delete_cube", "grant", "export_cube", "import_cube", "status",
+                   "generate", "migrate")
 class MemOS:
     """A handle on memos. ``MemOS.open()`` runs the kernel embedded in this process."""
 
@@ -255,6 +263,44 @@ class MemOS:
     def checkpoint(self) -> None:
         self._kernel.checkpoint()
 
+    # --------------------------------------------------------------------------- engines
+    def engine(self, name: str | None = None) -> Any:
+        """The model engine ``name`` (default from settings), loaded once per process."""
+        from memos.engines.registry import get_engine
+
+        settings = self._kernel.settings
+        return get_engine(name or settings.engine, settings.models_dir)
+
+    def _activation(self) -> Any:
+        from memos.activation.store import ActivationMemory
+
+        services = self._kernel.services
+        if "activation" not in services:
+            services["activation"] = ActivationMemory(self._kernel)
+        return services["activation"]
+
+    def generate(self, cube: str, prompt: str, *, kv: list[str] | None = None, adapters: list[str] | None = None,
+                 retrieve: bool = True, top_k: int = 5, max_tokens: int = 64, engine: str | None = None) -> Any:
+        """Answer ``prompt`` with the cube's memories: KV prefix + retrieved plaintext + prompt.
+
+        Returns a ``Generation`` (``text``, ``ttft_ms``, ``used``)."""
+        from memos.generation import generate
+
+        return generate(self._kernel, self._activation(), self.engine(engine), cube, prompt, kv=kv or (),
+                        adapters=adapters or (), retrieve=retrieve, top_k=top_k, max_tokens=max_tokens,
+                        principal=self.principal)
+
+    def migrate(self, cube: str, memory_id: str | list[str], to: str, *, engine: str | None = None) -> Memory:
+        """Move a memory to another kind: ``plaintext`` <-> ``activation``. A list of ids with
+        ``to="activation"`` builds one KV prefix over all of them (a new memory deriving from each)."""
+        act = self._activation()
+        if isinstance(memory_id, list):
+            if to != "activation":
+                raise InvalidInput("a list of memories can only be migrated to activation", field="to")
+            return act.build_from(cube, memory_id, self.engine(engine), principal=self.principal)
+        eng = self.engine(engine) if to == "activation" else None
+        return act.migrate(cube, memory_id, to, eng, principal=self.principal)
+
     def status(self) -> dict[str, Any]:
         k = self._kernel
         cubes = self.list_cubes()
@@ -266,5 +312,5 @@ class MemOS:
             "principal": self.principal,
             "cubes": len(cubes),
             "workers": [{"id": "embedded", "node": os.uname().nodename, "pid": os.getpid(),
-                         "cubes": [c.name for c in cubes], "resident": {}}],
+                         "cubes": [c.name for c in cubes], "resident": self._activation().stats()}],
         }

@@ -27,3 +27,26 @@ def mos(home):
 @pytest.fixture
 def cube(mos):
     return mos.create_cube("alice", owner="alice")
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory):
+    """One converted SmolLM2 folder per test session (the GGUF conversion runs once)."""
+    return tmp_path_factory.getbasetemp() / "models"
+
+
+@pytest.fixture(scope="session")
+def engine(models_dir):
+    """The local engine, shared with every MemOS handle opened with ``models_dir`` in this session."""
+    from memos.engines.registry import get_engine
+
+    return get_engine("local", models_dir)
+
+
+@pytest.fixture
+def mos_llm(home, models_dir, engine):
+    from memos import MemOS
+
+    m = MemOS.open(home, models_dir=str(models_dir))
+    yield m
+    m.close()

@@ -15,6 +15,7 @@ from memos.cli.common import JSON_OPT, STATE, command, parse_kv
 # ruff: noqa: UP007, UP006, B008
 
 cube_app = typer.Typer(help="Create, list, show, share and delete cubes.", no_args_is_help=True)
+kv_app = typer.Typer(help="Activation memories (KV caches of a model).", no_args_is_help=True)
 eval_app = typer.Typer(help="Evaluate retrieval on public benchmarks.", no_args_is_help=True)
 plugins_app = typer.Typer(help="Installed plugins.", no_args_is_help=True)
 
@@ -186,6 +187,44 @@ def import_(path: Path, as_: Optional[str] = typer.Option(None, "--as", help="Im
     return cube.info().model_dump(mode="json")
 
 
+# ------------------------------------------------------------------------------ activation / models
+@kv_app.command("create")
+@command
+def kv_create(cube: str, file: Path = typer.Option(..., "--file", help="Text file whose KV cache to store."),
+              engine: Optional[str] = typer.Option(None, "--engine", help="Model engine (default: local)."),
+              json_out: bool = JSON_OPT) -> dict[str, Any]:
+    """Build and store the KV cache of a text as an activation memory."""
+    from memos.errors import InvalidInput
+
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"cannot read {file}: {exc}", field="file") from exc
+    return _mem(STATE.mos().cube(cube).add_activation(text, engine=engine, metadata={"file": file.name}))
+
+
+@command
+def generate(cube: str, prompt: str, kv: Optional[list[str]] = typer.Option(None, "--kv", help="Activation memory id."),
+             adapter: Optional[list[str]] = typer.Option(None, "--adapter", help="Parametric memory id."),
+             no_retrieve: bool = typer.Option(False, "--no-retrieve", help="Do not add retrieved memories."),
+             max_tokens: int = typer.Option(64, "--max-tokens"),
+             engine: Optional[str] = typer.Option(None, "--engine"),
+             json_out: bool = JSON_OPT) -> dict[str, Any]:
+    """Answer a prompt with the cube's memories (KV prefix + retrieved memories + prompt)."""
+    out = STATE.mos().generate(cube, prompt, kv=kv or None, adapters=adapter or None, retrieve=not no_retrieve,
+                               max_tokens=max_tokens, engine=engine)
+    return {"text": out.text, "ttft_ms": round(out.ttft_ms, 3), "used": out.used}
+
+
+@command
+def migrate(cube: str, memory_id: str, to: str = typer.Option(..., "--to", help="plaintext | activation"),
+            engine: Optional[str] = typer.Option(None, "--engine"),
+            json_out: bool = JSON_OPT) -> dict[str, Any]:
+    """Move a memory to another kind (comma-separated ids with --to activation: one shared KV prefix)."""
+    ids = memory_id.split(",") if "," in memory_id else memory_id
+    return _mem(STATE.mos().migrate(cube, ids, to, engine=engine))
+
+
 # ---------------------------------------------------------------------------------------- eval
 @eval_app.command("locomo")
 @command
@@ -233,6 +272,9 @@ def build_app() -> typer.Typer:
                      (delete, "delete"), (rollback, "rollback"), (list_, "list"), (log, "log"),
                      (export, "export"), (import_, "import")):
         app.command(name)(fn)
+    app.add_typer(kv_app, name="kv")
+    app.command("generate")(generate)
+    app.command("migrate")(migrate)
     app.add_typer(eval_app, name="eval")
     app.add_typer(plugins_app, name="plugins")
     from memos.plugins import get_manager

@@ -36,6 +36,7 @@ from memos.models import (
     LogEntry,
     MemCube,
     Memory,
+    Payload,
     Provenance,
     State,
     check_context,
@@ -105,6 +106,9 @@ class Kernel:
         self._closed = False
         self.index_dir = settings.home / "index"
         self.started_at = time.time()
+        #: Per-kernel services built on top of it (activation store, residency pool ...), created lazily
+        #: by the SDK and shared by every handle on this kernel.
+        self.services: dict[str, Any] = {}
 
     # ------------------------------------------------------------------------------ lifecycle
     def close(self) -> None:
@@ -327,7 +331,8 @@ class Kernel:
                     versions.append(Memory(
                         id=mid, cube=name, kind=it.kind, version=1, commit=commit, state=State.activated,
                         text=it.text, context=it.context, metadata=it.metadata, tags=it.tags, event_time=it.event_time,
-                        expires_at=expires, created_at=now, updated_at=now, payload=it.payload,
+                        expires_at=expires, created_at=now, updated_at=now,
+                        payload=None if it.payload is None else Payload.model_validate(it.payload),
                         provenance=Provenance(op=op, actor=principal, source=it.source,
                                               derived_from=list(it.derived_from), at=now)))
                 vectors = {(m.id, 1): vecs[i].tobytes() for i, m in enumerate(versions)}
@@ -373,6 +378,27 @@ class Kernel:
 
             out = self._mutate(name, principal, "write", plan)[0]
             plugins.call_after("update", name, principal, out)
+            return out
+
+    def migrate_kind(self, name: str, memory_id: str, kind: str, payload: dict[str, Any] | None, *,
+                     principal: str | None = None, detail: dict[str, Any] | None = None) -> Memory:
+        """A new version of a memory in another kind (plaintext <-> activation/parametric); text kept."""
+        if kind not in ("plaintext", "activation", "parametric"):
+            raise InvalidInput(f"unknown memory kind {kind!r}", field="to")
+        with span("migrate", cube=name, kind=kind, items=1):
+            state = self._state(name, refresh=self.backend.shared)
+            acl.check(state.cube, principal, "write")
+            self._op("migrate", name, principal, {"id": memory_id, "to": kind})
+
+            def plan(st: _CubeState) -> tuple[str, list[Memory], dict, list[str], dict]:
+                old = self._current(st, memory_id)
+                new = self._next_version(st, old, principal, "migrate", kind=kind,
+                                         payload=None if payload is None else Payload.model_validate(payload))
+                return "migrate", [new], {(new.id, new.version): self._stored_vector(st, old).tobytes()}, [], \
+                    {"from": old.kind, "to": kind, **(detail or {})}
+
+            out = self._mutate(name, principal, "write", plan)[0]
+            plugins.call_after("migrate", name, principal, out)
             return out
 
     def _stored_vector(self, state: _CubeState, m: Memory) -> np.ndarray:

@@ -215,14 +215,6 @@ def test_plain_safetensors_file_is_not_a_kv_payload(tmp_path: Path) -> None:
 # -- with the real model ----------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def engine(tmp_path_factory: pytest.TempPathFactory) -> LocalEngine:
-    from memos.engines import LocalEngine
-
-    # One converted folder per test session, shared with tests/engines (same base temp path).
-    return LocalEngine(tmp_path_factory.getbasetemp() / "models")
-
-
 @pytest.mark.slow
 def test_real_cache_roundtrips_through_disk(engine: LocalEngine, tmp_path: Path) -> None:
     cache = engine.build_kv("Alice keeps a purple cat called Zorblax in her flat in Lisbon.")

@@ -33,19 +33,6 @@ QUESTION = " Question: What colour is Zorblax? Answer:"
 
 
 @pytest.fixture(scope="session")
-def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    # Same path as tests/activation uses, so a session converts the GGUF once.
-    return tmp_path_factory.getbasetemp() / "models"
-
-
-@pytest.fixture(scope="session")
-def engine(models_dir: Path) -> LocalEngine:
-    from memos.engines import LocalEngine
-
-    return LocalEngine(models_dir)
-
-
-@pytest.fixture(scope="session")
 def doc_cache(engine: LocalEngine) -> KVCache:
     return engine.build_kv(DOC)
 

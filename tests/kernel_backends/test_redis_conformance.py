@@ -1,0 +1,165 @@
+"""The Redis backend against the conformance suite and the kernel, on a real server (CI starts it).
+
+Each test gets its own key prefix and deletes its keys afterwards. An unreachable server fails the tests
+(it does not skip them): a silently skipped shared backend is how regressions ship.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import uuid
+
+import numpy as np
+import pytest
+
+import kernel_backends.redis as redis_module
+from kernel_backends.redis import RedisBackend
+from memos.errors import BackendError, Conflict
+from memos.models import MemCube
+from memos.plugins import get_manager
+from memos.testing.conformance import BackendConformance, _commit, _mem
+
+pytestmark = pytest.mark.services
+
+REDIS_URL = os.environ.get("MEMOS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def _url(prefix: str) -> str:
+    sep = "&" if "?" in REDIS_URL else "?"
+    return f"{REDIS_URL}{sep}prefix={prefix}"
+
+
+@pytest.fixture
+def redis_url():
+    """A URL with a fresh key prefix; every key under it is deleted afterwards."""
+    prefix = f"memos-test-{uuid.uuid4().hex[:12]}:"
+    try:
+        probe = RedisBackend(_url(prefix))
+    except BackendError as exc:
+        pytest.fail(f"Redis is not reachable at {REDIS_URL} (set MEMOS_TEST_REDIS_URL or start redis-server): "
+                    f"{exc}", pytrace=False)
+    yield _url(prefix)
+    keys = list(probe._r.scan_iter(match=f"{prefix}*", count=1000))
+    if keys:
+        probe._r.delete(*keys)
+    probe.close()
+
+
+class TestRedisConformance(BackendConformance):
+    @pytest.fixture
+    def backend(self, redis_url):
+        b = RedisBackend(redis_url)
+        yield b
+        b.close()
+
+
+def test_prefixes_isolate(redis_url):
+    a = RedisBackend(redis_url)
+    b = RedisBackend(redis_url.replace("prefix=", "prefix=other-"))
+    try:
+        a.put_cube(MemCube(name="c", owner="o"), create=True)
+        assert b.get_cube("c") is None and b.list_cubes() == []
+    finally:
+        for key in b._r.scan_iter(match=f"{b.prefix}*"):
+            b._r.delete(key)
+        a.close()
+        b.close()
+
+
+def test_commit_publishes_event(redis_url):
+    b = RedisBackend(redis_url)
+    sub = b._r.pubsub(ignore_subscribe_messages=True)
+    sub.subscribe(f"{b.prefix}events")
+    try:
+        b.put_cube(MemCube(name="c", owner="o"), create=True)
+        _commit(b, "c", 0, [_mem("c", "a", 1, 1, "one")])
+        msg = None
+        for _ in range(50):
+            msg = sub.get_message(timeout=0.1)
+            if msg is not None:
+                break
+        assert msg is not None and json.loads(msg["data"]) == {"cube": "c", "commit": 1, "op": "add"}
+    finally:
+        sub.close()
+        b.close()
+
+
+def test_two_clients_race_on_one_head(redis_url):
+    """Separate connections (as separate kernels have): exactly one writer wins each head."""
+    clients = [RedisBackend(redis_url) for _ in range(3)]
+    clients[0].put_cube(MemCube(name="c", owner="o"), create=True)
+    barrier = threading.Barrier(len(clients))
+    outcome: list[str] = []
+
+    def write(i: int) -> None:
+        barrier.wait()
+        try:
+            _commit(clients[i], "c", 0, [_mem("c", f"w{i}", 1, 1, "x")])
+            outcome.append("win")
+        except Conflict:
+            outcome.append("conflict")
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(len(clients))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcome) == ["conflict", "conflict", "win"]
+    assert clients[1].get_cube("c").head == 1 and len(clients[2].read_log("c")) == 1
+    for c in clients:
+        c.close()
+
+
+def test_purge_and_drop_leave_no_keys(redis_url):
+    b = RedisBackend(redis_url)
+    b.put_cube(MemCube(name="c", owner="o"), create=True)
+    _commit(b, "c", 0, [_mem("c", "a", 1, 1, "one"), _mem("c", "b", 1, 1, "two")])
+    _commit(b, "c", 1, [_mem("c", "a", 2, 2, "one again")])
+    _commit(b, "c", 2, [], purge=("a",), op="purge")
+    assert [(m.id, v) for m, v in b.scan("c", at_commit=2)] == [("b", np.full(4, 1, np.float32).tobytes())]
+    assert b._r.zrange(b.keys.vc("c"), 0, -1) == [b"1:b"]
+    assert b.drop_cube("c") is True
+    assert list(b._r.scan_iter(match=f"{b.prefix}*")) == []
+    b.close()
+
+
+def test_unreachable_server_is_a_backend_error():
+    with pytest.raises(BackendError, match="cannot reach"):
+        RedisBackend("redis://127.0.0.1:1/0?prefix=x:")
+
+
+def test_kernel_on_redis_shared_by_two_homes(redis_url, tmp_path):
+    if get_manager().get_plugin("redis") is None:
+        get_manager().register(redis_module, name="redis")
+    from memos.config import load_settings
+    from memos.kernel import open_kernel
+    from memos.sdk import MemOS
+
+    def open_home(name: str) -> MemOS:
+        settings = load_settings(tmp_path / name, storage={"backend": "redis", "url": redis_url})
+        return MemOS(open_kernel(settings))
+
+    one, two = open_home("one"), open_home("two")
+    try:
+        cube = one.create_cube("team", owner="alice")
+        m = cube.add("Alice moved to Lisbon in 2023", metadata={"session": 3})
+        cube.add_many(["Bob likes pizza with pineapple", "Carol plays the cello"])
+        assert cube.search("where does alice live?", top_k=1)[0].memory.id == m.id
+        cube.update(m.id, "Alice moved to Porto in 2025")
+        assert cube.rollback(m.id, 1).text == "Alice moved to Lisbon in 2023"
+
+        other = two.cube("team")  # a second kernel, another home, the same store
+        assert other.get(m.id).version == 3 and [v.version for v in other.history(m.id)] == [1, 2, 3]
+        assert other.search("who plays an instrument?", top_k=1)[0].memory.text == "Carol plays the cello"
+        # the first kernel writes again: the second one's loaded index catches up from the log
+        new = cube.add("Dave keeps bees on the roof")
+        assert other.search("beekeeping on the roof", top_k=1)[0].memory.id == new.id
+        assert other.head == cube.head == 5
+        # and the other way round, through the same optimistic head check
+        other.update(new.id, "Dave keeps bees in the garden")
+        assert cube.search("bees garden", top_k=1)[0].memory.version == 2
+    finally:
+        one.close()
+        two.close()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -34,6 +34,9 @@ class IndexConfig(BaseModel):
     """Candidates taken from each retriever (dense, BM25) before score fusion."""
     dense_weight: float = Field(0.5, ge=0.0, le=1.0)
     """Weight of the dense score in the fused score (the rest goes to BM25)."""
+    fusion: Literal["score", "rrf"] = "score"
+    """``score``: convex combination of normalised scores (default, better on LoCoMo: 0.73 vs 0.59
+    recall@10); ``rrf``: reciprocal rank fusion (k=60) of the same candidate lists."""
 
 
 class StorageConfig(BaseModel):

@@ -563,7 +563,8 @@ class Kernel:
                                   include_archived=include_archived, now=time.time(),
                                   recency_half_life_days=state.cube.policy.recency_half_life_days,
                                   depth=self.settings.index.search_depth,
-                                  dense_weight=self.settings.index.dense_weight)
+                                  dense_weight=self.settings.index.dense_weight,
+                                  fusion=self.settings.index.fusion)
             if at_commit is not None:
                 ranked = CubeIndexer.snapshot(self, name, at_commit).search(query, qvec, params)
             else:

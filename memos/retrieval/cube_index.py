@@ -76,6 +76,7 @@ class SearchParams:
     recency_half_life_days: float | None = None
     depth: int = 100
     dense_weight: float = 0.5
+    fusion: str = "score"
 
 
 class CubeIndex:
@@ -219,17 +220,10 @@ class CubeIndex:
         if not cand:
             return []
         slots = np.fromiter(sorted(cand), dtype=np.int64, count=len(cand))
-        fused = np.zeros(len(slots), dtype=np.float64)
         w = p.dense_weight if qvec is not None else 0.0
-        if qvec is not None:
-            dense = self.dense.vectors(slots) @ np.asarray(qvec, dtype=np.float32)
-            lo, hi = float(dense.min()), float(dense.max())
-            fused += w * ((dense - lo) / (hi - lo) if hi > lo else np.ones_like(dense))
-        for scores in lexical:
-            s = scores[slots].astype(np.float64)
-            top = float(s.max())
-            if top > 0:
-                fused += (1.0 - w) / len(lexical) * s / top
+        dense = self.dense.vectors(slots) @ np.asarray(qvec, dtype=np.float32) if qvec is not None else None
+        lex = [scores[slots].astype(np.float64) for scores in lexical]
+        fused = (_rrf if p.fusion == "rrf" else _score_fusion)(dense, lex, w)
         if p.recency_half_life_days:
             half = p.recency_half_life_days * 86400.0
             ref = self.event_ts[slots]
@@ -294,6 +288,37 @@ class CubeIndex:
         if rest:
             idx.upsert([m for m, _ in rest], np.stack([as_vector(v, dim) for _, v in rest]))
         return idx
+
+
+def _score_fusion(dense: np.ndarray | None, lexical: list[np.ndarray], w: float) -> np.ndarray:
+    n = len(dense) if dense is not None else len(lexical[0])
+    fused = np.zeros(n, dtype=np.float64)
+    if dense is not None:
+        lo, hi = float(dense.min()), float(dense.max())
+        fused += w * ((dense - lo) / (hi - lo) if hi > lo else np.ones_like(dense))
+    for s in lexical:
+        top = float(s.max())
+        if top > 0:
+            fused += (1.0 - w) / len(lexical) * s / top
+    return fused
+
+
+def _rrf(dense: np.ndarray | None, lexical: list[np.ndarray], w: float, k: int = 60) -> np.ndarray:
+    """Reciprocal rank fusion over the candidates, weighted like score fusion; 0 for unranked."""
+    n = len(dense) if dense is not None else len(lexical[0])
+    fused = np.zeros(n, dtype=np.float64)
+
+    def add(scores: np.ndarray, weight: float, ranked_only_positive: bool) -> None:
+        order = np.argsort(-scores, kind="stable")
+        if ranked_only_positive:
+            order = order[scores[order] > 0]
+        fused[order] += weight / (k + 1 + np.arange(len(order)))
+
+    if dense is not None:
+        add(dense, 2 * w, False)
+    for s in lexical:
+        add(s, 2 * (1.0 - w) / len(lexical), True)
+    return fused
 
 
 def as_vector(raw: bytes | np.ndarray | None, dim: int) -> np.ndarray:

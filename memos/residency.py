@@ -39,6 +39,7 @@ class LRUPolicy:
     """Evict the least recently used item."""
 
     name: ClassVar[str] = "lru"
+    kind: ClassVar[str] = "residency"
 
     def __init__(self) -> None:
         self._order: OrderedDict[Hashable, None] = OrderedDict()
@@ -61,6 +62,7 @@ class LFUPolicy:
     """Evict the least frequently used item (ties: least recently used)."""
 
     name: ClassVar[str] = "lfu"
+    kind: ClassVar[str] = "residency"
 
     def __init__(self) -> None:
         self._freq: dict[Hashable, int] = {}

@@ -69,6 +69,8 @@ class Settings(BaseModel):
     residency: ResidencyConfig = Field(default_factory=ResidencyConfig)
     engine: str = "local"
     """Default model engine for activation/parametric memories: ``local``, ``vllm`` or ``openai``."""
+    blobs_dir: Path | None = None
+    """Payload blob store folder (default ``<home>/blobs``; cluster workers share one)."""
     models_dir: Path | None = None
     """Where converted model weights live (default ``<home>/models``; ``MEMOS_MODELS_DIR``)."""
     principal: str | None = None

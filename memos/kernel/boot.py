@@ -46,7 +46,7 @@ def open_kernel(settings: Settings) -> Kernel:
         embedder = shared_embedder(settings.embedder.name, settings.embedder.options)
         index_factory = plugins.lookup("vector_indexes", settings.index.name)(
             hnsw_threshold=settings.index.hnsw_threshold)
-        blobs = plugins.lookup("blob_stores", "file")(settings.home / "blobs")
+        blobs = plugins.lookup("blob_stores", "file")(settings.blobs_dir or settings.home / "blobs")
     except BaseException:
         if lock is not None:
             lock.release()

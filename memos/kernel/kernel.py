@@ -8,9 +8,11 @@ If a shared backend reports the head moved (another writer), the kernel catches 
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -53,6 +55,19 @@ from memos.storage import BlobStore, Commit, PutCube, StorageBackend
 from memos.telemetry import span
 
 _UNSET: Any = object()
+#: Idempotency key of the current request (set by remote callers that may retry a write). A write whose
+#: key already appears in the cube's recent log returns that commit's versions instead of writing again.
+REQUEST_ID: ContextVar[str | None] = ContextVar("memos_request_id", default=None)
+_REPLAY_WINDOW = 256
+
+
+@contextlib.contextmanager
+def request_scope(request_id: str | None) -> Iterator[None]:
+    token = REQUEST_ID.set(request_id)
+    try:
+        yield
+    finally:
+        REQUEST_ID.reset(token)
 MAX_BATCH = 100_000
 MAX_TOP_K = 1000
 
@@ -260,9 +275,16 @@ class Kernel:
         """Run ``plan`` under the cube lock and commit its versions; re-plan if the head moved."""
         state = self._state(name, refresh=self.backend.shared)
         acl.check(state.cube, principal, access)
+        request = REQUEST_ID.get()
         for attempt in range(3):
             with state.lock:
+                if request is not None:
+                    done = self._replayed(state, request)
+                    if done is not None:
+                        return done
                 op, versions, vectors, purge, detail = plan(state)
+                if request is not None:
+                    detail = {**detail, "request": request}
                 entry = self._entry(state, op, principal, versions, detail, purge)
                 try:
                     self._write(state, [self._commit_op(state, entry, versions, vectors, purge)])
@@ -275,6 +297,16 @@ class Kernel:
                     state.indexer.apply(versions, vectors, purge, state.cube.head)
                 return versions
         raise AssertionError("unreachable")
+
+    def _replayed(self, state: _CubeState, request: str) -> list[Memory] | None:
+        """The versions a commit with this request id wrote, if it is among the cube's recent commits."""
+        head = state.cube.head
+        for entry in reversed(self.backend.read_log(state.cube.name, after=max(0, head - _REPLAY_WINDOW))):
+            if entry.detail.get("request") == request:
+                found = [self.backend.get_memories(state.cube.name, [it.id], version=it.version)[0]
+                         for it in entry.items if it.version > 0]
+                return [m for m in found if m is not None]
+        return None
 
     def _embed(self, texts: Sequence[str], contexts: Sequence[str] | None = None) -> np.ndarray:
         """One vector per memory; with a context, the normalised sum of the body and context-view vectors."""

@@ -169,3 +169,19 @@ def test_index_survives_reopen_and_agrees_with_log(home):
         assert stats["live"] == 49 and stats["index_head"] == c.head
         live_ids = {m.id for m in c.list(limit=100)}
         assert live_ids == {m.id for m in ms} - {ms[1].id}
+
+
+def test_request_id_makes_writes_idempotent(cube):
+    from memos.kernel.kernel import request_scope
+
+    with request_scope("req-1"):
+        first = cube.add("written once even if retried")
+    with request_scope("req-1"):
+        again = cube.add("written once even if retried")
+    assert again.id == first.id and cube.head == 1
+    with request_scope("req-2"):
+        up = cube.update(first.id, "edited once")
+    with request_scope("req-2"):
+        up2 = cube.update(first.id, "edited once")
+    assert up2.version == up.version == 2 and cube.head == 2
+    assert cube.log()[-1].detail["request"] == "req-2"

@@ -8,9 +8,12 @@ advisory lock, so concurrent first starts do not race on ``CREATE TABLE IF NOT E
 A write batch is one READ COMMITTED transaction; a commit locks its cube row (``SELECT ... FOR UPDATE``), so
 writers to one cube queue on that row and the second sees the first's head, which is a Conflict. A read
 batch of several ops runs in one REPEATABLE READ READ ONLY transaction (one snapshot); a single read op is
-one statement, already a snapshot. Versions of a commit go in with one ``INSERT ... SELECT FROM unnest(...)``,
-one round trip whatever the size. With PostgreSQL's default ``synchronous_commit = on`` a batch is on disk
+one statement, already a snapshot. The versions of a commit go in with one pipelined ``executemany``, one
+round trip whatever the size. With PostgreSQL's default ``synchronous_commit = on`` a batch is on disk
 (WAL fsynced) when it returns. Every statement is parameterised; table names are constants.
+
+JSONB cannot hold the character U+0000, which SQLite and Redis store: a memory whose text or metadata has
+one fails here with a BackendError (the batch writes nothing).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
@@ -117,6 +120,8 @@ class _Pool:
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection]:
+        if self._closed:
+            raise BackendError("postgres", "the backend is closed")
         self._slots.acquire()
         try:
             try:
@@ -164,7 +169,7 @@ class PostgresBackend(StorageBackend):
             raise BackendError(self.name, f"pool_size: {exc}") from exc
         query.setdefault("connect_timeout", "10")
         self.url = _redact(url)
-        self._conninfo = urlunsplit(parts._replace(query=urlencode(query)))
+        self._conninfo = urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
         self._pool = _Pool(self._open, max(1, size))
         try:
             with self._pool.connection() as conn:
@@ -254,12 +259,12 @@ class PostgresBackend(StorageBackend):
             cur.execute("DELETE FROM items WHERE cube = %s AND id = ANY(%s)", (cube, purge))
         if op.versions:
             vs = op.versions
-            cur.execute(
-                "INSERT INTO versions (cube, id, version, commit_no, doc, vector) "
-                "SELECT %s, i, v, c, d::jsonb, b FROM unnest(%s::text[], %s::int[], %s::bigint[], %s::text[], "
-                "%s::bytea[]) AS t(i, v, c, d, b)",
-                (cube, [m.id for m in vs], [m.version for m in vs], [m.commit for m in vs],
-                 [m.model_dump_json() for m in vs], [op.vectors.get((m.id, m.version)) for m in vs]))
+            # executemany runs in pipeline mode (one round trip); vectors go as binary (%b): adapting a
+            # bytea[] array for unnest() costs ~7x more client time
+            cur.executemany(
+                "INSERT INTO versions (cube, id, version, commit_no, doc, vector) VALUES (%s, %s, %s, %s, %s::jsonb, %b)",
+                [(cube, m.id, m.version, m.commit, m.model_dump_json(), op.vectors.get((m.id, m.version)))
+                 for m in vs])
             latest: dict[str, int] = {}
             for m in vs:  # ON CONFLICT cannot touch one row twice in a statement: fold per id first
                 latest[m.id] = max(latest.get(m.id, 0), m.version)

@@ -22,16 +22,15 @@ earlier entries); Redis itself refuses an id that does not exceed the last one, 
 or a duplicate commit; and a worker can tail a cube with ``XREAD BLOCK`` without losing entries while it was
 down, which pub/sub (fire and forget) cannot give. The ``events`` channel is only the low-latency nudge.
 
-Every op compiles to Redis commands that need no earlier reply (reads that resolve versions first run as
-small Lua scripts), so a batch is answered in order inside one ``MULTI``/``EXEC``: a read sees exactly the
-batch's earlier writes, and a read batch is one snapshot in one round trip. A batch holding writes takes two
-round trips on one connection: (1) ``WATCH`` the meta key of every cube it writes and read what validation
-needs (heads, current versions of the ids written, ids of dropped cubes); (2) having validated every op
-against a simulated state (a batch raising ``Conflict``/``CubeExists``/``CubeNotFound`` sends no write),
-``MULTI``, the ops' commands, the ``PUBLISH``, ``EXEC``. Every write to a cube rewrites its meta key, so
-``EXEC`` aborts if another writer touched those cubes after step 1; the batch is then validated again, where
-a moved head is a Conflict. If the connection drops around ``EXEC`` the outcome is checked (is our log entry
-or cube doc there?) rather than retried blindly, so a commit is never applied twice.
+Every op compiles to commands that need no earlier reply (reads that resolve versions first are small Lua
+scripts), so a batch runs in order inside one ``MULTI``/``EXEC``: a read sees exactly the batch's earlier
+writes, and a read batch is one snapshot in one round trip. A write batch takes two round trips on one
+connection: (1) ``WATCH`` the meta key of every cube it writes and read what validation needs (heads, current
+versions of the ids written, ids of dropped cubes); (2) having validated every op against a simulated state
+(so a batch raising ``Conflict``/``CubeExists``/``CubeNotFound`` sends no write), ``MULTI``, the commands,
+``PUBLISH``, ``EXEC``. Every write to a cube rewrites its meta key, so ``EXEC`` aborts if another writer got
+in after step 1; the batch is then validated again, where a moved head is a Conflict. If the connection drops
+around ``EXEC``, the outcome is looked up (is our log entry there?), never retried blindly.
 
 Durability. Redis acknowledges a write once it is in memory. For "acknowledged = durable" production needs
 ``appendonly yes`` with ``appendfsync always`` (the reply then follows the fsync) and, for failover,
@@ -47,14 +46,14 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from memos.errors import BackendError, Conflict, CubeExists, CubeNotFound
+from memos.errors import BackendError, Conflict, CubeExists, CubeNotFound, MemosError
 from memos.hookspecs import hookimpl
 from memos.models import LogEntry, MemCube, Memory
 from memos.storage import (
@@ -146,17 +145,11 @@ def _redact(url: str) -> str:
     return urlunsplit((parts.scheme, f"{parts.hostname or ''}{port}", parts.path, "", ""))
 
 
-@dataclass(frozen=True, slots=True)
 class _Keys:
-    p: str
+    """Key names, as in the layout above."""
 
-    @property
-    def cubes(self) -> str:
-        return f"{self.p}cubes"
-
-    @property
-    def events(self) -> str:
-        return f"{self.p}events"
+    def __init__(self, prefix: str) -> None:
+        self.p, self.cubes, self.events = prefix, f"{prefix}cubes", f"{prefix}events"
 
     def base(self, cube: str) -> str:
         return f"{self.p}{{{cube}}}:"
@@ -182,6 +175,7 @@ class _CubeSim:
     head: int
     cur: dict[str, int] = field(default_factory=dict)  # id -> current version, for the ids the batch writes
     ids: set[str] = field(default_factory=set)  # every stored id (read for dropped cubes only)
+    stored: set[tuple[str, int]] = field(default_factory=set)  # (id, version) pairs the batch must not rewrite
 
 
 class RedisBackend(StorageBackend):
@@ -207,7 +201,7 @@ class RedisBackend(StorageBackend):
         self.url = _redact(url)
         self.keys = _Keys(self.prefix)
         try:
-            self._r = redis.Redis.from_url(urlunsplit(parts._replace(query=urlencode(query))))
+            self._r = redis.Redis.from_url(urlunsplit(parts._replace(query=urlencode(query, quote_via=quote))))
             self._r.ping()
         except redis.RedisError as exc:
             raise BackendError(self.name, f"cannot reach {self.url}: {exc}") from exc
@@ -246,6 +240,12 @@ class RedisBackend(StorageBackend):
         conn = pool.get_connection()
         try:
             yield conn
+        except MemosError:  # raised between complete exchanges; drop the WATCH a failed validation leaves
+            try:
+                _exchange(conn, [("UNWATCH",)])
+            except _LOST:
+                conn.disconnect()
+            raise
         except BaseException:
             conn.disconnect()  # whatever was in flight, do not hand the socket to the next batch
             raise
@@ -261,10 +261,11 @@ class RedisBackend(StorageBackend):
                 return results
         raise BackendError(self.name, f"gave up after {_MAX_ATTEMPTS} attempts: cubes under heavy contention")
 
-    def _attempt(self, conn: Any, ops: Sequence[Op]) -> list[Any] | None:
-        """One WATCH / validate / MULTI..EXEC round; None if another writer made EXEC abort."""
+    def _watch(self, conn: Any, ops: Sequence[Op]) -> dict[str, _CubeSim]:
+        """WATCH the cubes the batch writes and read what validating it needs, as simulated cube states."""
         k = self.keys
-        names = sorted({_cube_of(op) for op in ops if isinstance(op, (PutCube, Commit, DropCube))})
+        names = sorted({op.cube.name if isinstance(op, PutCube) else op.entry.cube if isinstance(op, Commit)
+                        else op.name for op in ops if isinstance(op, (PutCube, Commit, DropCube))})
         written = {n: list(dict.fromkeys(m.id for op in ops if isinstance(op, Commit) and op.entry.cube == n
                                          for m in op.versions)) for n in names}
         dropped = {op.name for op in ops if isinstance(op, DropCube)}
@@ -281,22 +282,30 @@ class RedisBackend(StorageBackend):
             sims[n] = _CubeSim(exists=head is not None, head=int(head or 0),
                                cur={m: int(v) for m, v in zip(written[n], cur or []) if v is not None},
                                ids={m.decode() for m in ids} if n in dropped else set())
+        # A version above the current one cannot exist (cur is never lowered): only lower ones need a look,
+        # which the kernel never writes, so this round trip is for odd callers only.
+        doubt = [(op.entry.cube, m.id, m.version) for op in ops if isinstance(op, Commit) for m in op.versions
+                 if m.version <= sims[op.entry.cube].cur.get(m.id, 0)]
+        found = _exchange(conn, [("HEXISTS", f"{k.base(n)}mem:{mid}", v) for n, mid, v in doubt])
+        _raise_errors(self.name, found)
+        for (n, mid, v), hit in zip(doubt, found):
+            if hit:
+                sims[n].stored.add((mid, v))
+        return sims
 
+    def _attempt(self, conn: Any, ops: Sequence[Op]) -> list[Any] | None:
+        """One WATCH / validate / MULTI..EXEC round; None if another writer made EXEC abort."""
+        sims = self._watch(conn, ops)
         results: list[Any] = [None] * len(ops)
         queued: list[Cmd] = []
         reads: list[tuple[int, int, int, Decoder]] = []  # (op index, first reply, reply count, decoder)
-        try:
-            for i, op in enumerate(ops):
-                if isinstance(op, WRITE_OPS):
-                    results[i] = self._plan_write(op, sims, queued)
-                else:
-                    read_cmds, decoder = self._plan_read(op)
-                    reads.append((i, len(queued), len(read_cmds), decoder))
-                    queued += read_cmds
-        except BaseException:
-            if names:
-                _exchange(conn, [("UNWATCH",)])
-            raise
+        for i, op in enumerate(ops):
+            if isinstance(op, WRITE_OPS):
+                results[i] = self._plan_write(op, sims, queued)  # raises before anything is sent
+            else:
+                read_cmds, decoder = self._plan_read(op)
+                reads.append((i, len(queued), len(read_cmds), decoder))
+                queued += read_cmds
         tail: list[Cmd] = [("EXEC",)]
         if self.wait_replicas:
             tail.append(("WAIT", self.wait_replicas, self.wait_timeout_ms))
@@ -306,16 +315,20 @@ class RedisBackend(StorageBackend):
             replies = _exchange(conn, [("MULTI",), *queued, *tail])
         except _LOST as exc:
             conn.disconnect()
-            if self._landed(ops):  # applied, reply lost: answer the reads afresh
+            landed = self._landed(ops)
+            if landed:  # applied, reply lost: answer the reads afresh
                 for i, *_ in reads:
                     results[i] = self._read_batch([ops[i]])[0]
                 return results
-            raise BackendError(self.name, f"connection lost during EXEC; the batch was not applied: {exc}") from exc
-        _raise_errors(self.name, replies[:len(queued) + 1])
+            outcome = "was not applied" if landed is False else "may or may not have been applied"
+            raise BackendError(self.name, f"connection lost during EXEC; the batch {outcome}: {exc}") from exc
+        _raise_errors(self.name, replies[:len(queued) + 2])  # MULTI, QUEUED..., EXEC (EXECABORT: nothing ran)
         executed = replies[len(queued) + 1]
         if executed is None:
             return None  # a watched cube changed after step 1
-        _raise_errors(self.name, executed)
+        for reply in executed:
+            if isinstance(reply, Exception):  # only a corrupted layout gets here; MULTI has no rollback
+                raise BackendError(self.name, f"a write failed inside EXEC, the others were applied: {reply}")
         self._check_acks(replies[len(queued) + 2:])
         for i, start, count, decoder in reads:
             results[i] = decoder(executed[start:start + count])
@@ -330,8 +343,9 @@ class RedisBackend(StorageBackend):
             raise BackendError(self.name, f"write not fsynced to the AOF within {self.wait_timeout_ms} ms "
                                           f"(needs appendonly yes)")
 
-    def _landed(self, ops: Sequence[Op]) -> bool:
-        """After a lost EXEC reply: did the batch apply? MULTI is all or nothing, so one marker tells."""
+    def _landed(self, ops: Sequence[Op]) -> bool | None:
+        """After a lost EXEC reply: did the batch apply (None: it has no marker to tell)? MULTI is all or
+        nothing, so one commit's log entry or one created cube's doc answers for the whole batch."""
         for op in ops:
             if isinstance(op, Commit):
                 log = self.keys.base(op.entry.cube) + "log"
@@ -339,7 +353,7 @@ class RedisBackend(StorageBackend):
                 return bool(got) and got[0][1][b"e"] == op.entry.model_dump_json().encode()
             if isinstance(op, PutCube) and op.create:
                 return self._r.hget(self.keys.meta(op.cube.name), "doc") == _cube_doc(op.cube).encode()
-        return False
+        return None
 
     def _plan_write(self, op: Op, sims: dict[str, _CubeSim], q: list[Cmd]) -> Any:
         """Validate one write against the simulated state, queue its commands and return its result."""
@@ -382,6 +396,11 @@ class RedisBackend(StorageBackend):
                   ("ZREM", base + "ids", mid)]
             sim.cur.pop(mid, None)
             sim.ids.discard(mid)
+            sim.stored = {(i, v) for i, v in sim.stored if i != mid}
+        for m in op.versions:  # SQLite's primary key (cube, id, version): a stored version is never rewritten
+            if (m.id, m.version) in sim.stored:
+                raise BackendError(self.name, f"cube {cube!r}: memory {m.id!r} version {m.version} already exists")
+            sim.stored.add((m.id, m.version))
         if op.versions:
             for m in op.versions:
                 q.append(("HSET", f"{base}mem:{m.id}", m.version, m.model_dump_json()))
@@ -401,61 +420,57 @@ class RedisBackend(StorageBackend):
         return new_head
 
     # ------------------------------------------------------------------------------------ reads
+    # Each planner returns the commands answering one read op (none needs an earlier reply, so they can sit
+    # inside MULTI) and a decoder of their replies.
     def _plan_read(self, op: Op) -> tuple[list[Cmd], Decoder]:
-        """The commands answering one read op (none depends on another's reply) and their decoder."""
-        k = self.keys
-        if isinstance(op, GetCube):
-            return [("HMGET", k.meta(op.name), "doc", "head")], \
-                lambda r: _load_cube(*r[0]) if r[0][0] is not None else None
-        if isinstance(op, ListCubes):
-            def cubes(r: list[Any]) -> list[MemCube]:
-                flat = r[0]
-                return sorted((_load_cube(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)),
-                              key=lambda c: c.name.encode())
-            return [("EVAL", _LIST_CUBES, 1, k.cubes, k.p)], cubes
-        if isinstance(op, GetMemories):
-            if not op.ids:
-                return [], lambda r: []
-            wanted = sorted(set(op.ids))
-            if op.version is not None:
-                cmds: list[Cmd] = [("HGET", f"{k.base(op.cube)}mem:{mid}", op.version) for mid in wanted]
-            else:
-                cmds = [self._fetch(op.cube, op.at_commit, False, 0, None, wanted)]
+        planner = _READ_PLANNERS.get(type(op))
+        if planner is None:
+            raise TypeError(f"unsupported op {type(op).__name__}")
+        return planner(self, op)
 
-            def memories(r: list[Any]) -> list[Memory | None]:
-                docs = r if op.version is not None else r[0]
-                found = {m.id: m for m in (Memory.model_validate_json(d) for d in docs if d is not None)}
-                return [found.get(i) for i in op.ids]
-            return cmds, memories
-        if isinstance(op, History):
-            def history(r: list[Any]) -> list[Memory]:
-                docs = _as_dict(r[0])
-                return [Memory.model_validate_json(docs[v]) for v in sorted(docs, key=int)]
-            return [("HGETALL", f"{k.base(op.cube)}mem:{op.id}")], history
-        if isinstance(op, Scan):
-            if (op.ids is not None and not op.ids) or op.limit == 0:
-                return [], lambda r: []
-            wanted = sorted(set(op.ids), key=str.encode) if op.ids is not None else None
-            cmd = self._fetch(op.cube, op.at_commit, op.with_vectors, op.offset, op.limit, wanted)
+    def _get_cube(self, op: GetCube) -> tuple[list[Cmd], Decoder]:
+        return [("HMGET", self.keys.meta(op.name), "doc", "head")], \
+            lambda r: _load_cube(*r[0]) if r[0][0] is not None else None
 
-            def rows(r: list[Any]) -> list[tuple[Memory, bytes | None]]:
-                flat = r[0]
-                if not op.with_vectors:
-                    return [(Memory.model_validate_json(d), None) for d in flat]
-                return [(Memory.model_validate_json(flat[i]), flat[i + 1]) for i in range(0, len(flat), 2)]
-            return [cmd], rows
-        if isinstance(op, ReadLog):
-            if (op.upto is not None and op.upto <= op.after) or op.limit == 0:
-                return [], lambda r: []
-            cmd: Cmd = ("XRANGE", k.base(op.cube) + "log", f"(0-{op.after}",
-                        "+" if op.upto is None else f"0-{op.upto}")
-            if op.limit is not None:
-                cmd += ("COUNT", op.limit)
-            return [cmd], lambda r: [LogEntry.model_validate_json(_as_dict(fields)[b"e"]) for _, fields in r[0]]
-        if isinstance(op, GetRecord):
-            return [("HGET", k.record(op.namespace), op.key)], \
-                lambda r: json.loads(r[0]) if r[0] is not None else None
-        raise TypeError(f"unsupported op {type(op).__name__}")
+    def _list_cubes(self, op: ListCubes) -> tuple[list[Cmd], Decoder]:
+        def decode(r: list[Any]) -> list[MemCube]:
+            flat = r[0]
+            cubes = (_load_cube(flat[i], flat[i + 1]) for i in range(0, len(flat), 2))
+            return sorted(cubes, key=lambda c: c.name)
+        return [("EVAL", _LIST_CUBES, 1, self.keys.cubes, self.keys.p)], decode
+
+    def _get_memories(self, op: GetMemories) -> tuple[list[Cmd], Decoder]:
+        if not op.ids:
+            return [], lambda r: []
+        wanted = sorted(set(op.ids))
+        if op.version is not None:
+            cmds: list[Cmd] = [("HGET", f"{self.keys.base(op.cube)}mem:{mid}", op.version) for mid in wanted]
+        else:
+            cmds = [self._fetch(op.cube, op.at_commit, False, 0, None, wanted)]
+
+        def decode(r: list[Any]) -> list[Memory | None]:
+            docs = r if op.version is not None else r[0]
+            found = {m.id: m for m in (Memory.model_validate_json(d) for d in docs if d is not None)}
+            return [found.get(i) for i in op.ids]
+        return cmds, decode
+
+    def _history(self, op: History) -> tuple[list[Cmd], Decoder]:
+        def decode(r: list[Any]) -> list[Memory]:
+            docs = _as_dict(r[0])
+            return [Memory.model_validate_json(docs[v]) for v in sorted(docs, key=int)]
+        return [("HGETALL", f"{self.keys.base(op.cube)}mem:{op.id}")], decode
+
+    def _scan(self, op: Scan) -> tuple[list[Cmd], Decoder]:
+        if (op.ids is not None and not op.ids) or op.limit == 0:
+            return [], lambda r: []
+        wanted = sorted(set(op.ids), key=str.encode) if op.ids is not None else None  # the ids ZSET's order
+
+        def decode(r: list[Any]) -> list[tuple[Memory, bytes | None]]:
+            flat = r[0]
+            if not op.with_vectors:
+                return [(Memory.model_validate_json(d), None) for d in flat]
+            return [(Memory.model_validate_json(flat[i]), flat[i + 1]) for i in range(0, len(flat), 2)]
+        return [self._fetch(op.cube, op.at_commit, op.with_vectors, op.offset, op.limit, wanted)], decode
 
     def _fetch(self, cube: str, at_commit: int | None, with_vectors: bool, offset: int, limit: int | None,
                ids: list[str] | None) -> Cmd:
@@ -463,13 +478,18 @@ class RedisBackend(StorageBackend):
         return ("EVAL", _FETCH, 1, base + "cur", base, "" if at_commit is None else at_commit,
                 int(with_vectors), offset, "" if limit is None else limit, *(ids or ()))
 
+    def _read_log(self, op: ReadLog) -> tuple[list[Cmd], Decoder]:
+        if (op.upto is not None and op.upto <= op.after) or op.limit == 0:
+            return [], lambda r: []
+        cmd: Cmd = ("XRANGE", self.keys.base(op.cube) + "log", f"(0-{op.after}",
+                    "+" if op.upto is None else f"0-{op.upto}")
+        if op.limit is not None:
+            cmd += ("COUNT", op.limit)
+        return [cmd], lambda r: [LogEntry.model_validate_json(_as_dict(fields)[b"e"]) for _, fields in r[0]]
 
-def _cube_of(op: PutCube | Commit | DropCube) -> str:
-    if isinstance(op, PutCube):
-        return op.cube.name
-    if isinstance(op, Commit):
-        return op.entry.cube
-    return op.name
+    def _get_record(self, op: GetRecord) -> tuple[list[Cmd], Decoder]:
+        return [("HGET", self.keys.record(op.namespace), op.key)], \
+            lambda r: json.loads(r[0]) if r[0] is not None else None
 
 
 def _as_dict(reply: Any) -> dict[bytes, Any]:
@@ -505,6 +525,17 @@ def _decode(backend: str, plans: list[tuple[list[Cmd], Decoder]], replies: list[
         out.append(decoder(replies[pos:pos + len(cmds)]))
         pos += len(cmds)
     return out
+
+
+_READ_PLANNERS: dict[type, Callable[[RedisBackend, Any], tuple[list[Cmd], Decoder]]] = {
+    GetCube: RedisBackend._get_cube,
+    ListCubes: RedisBackend._list_cubes,
+    GetMemories: RedisBackend._get_memories,
+    History: RedisBackend._history,
+    Scan: RedisBackend._scan,
+    ReadLog: RedisBackend._read_log,
+    GetRecord: RedisBackend._get_record,
+}
 
 
 @hookimpl

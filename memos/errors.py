@@ -45,6 +45,17 @@ class MemosError(Exception):
     def to_dict(self) -> dict[str, Any]:
         return {"error": {"type": type(self).__name__, "message": self.message}}
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Subclasses take their context as constructor arguments, so rebuild from the message and the
+        # context instead of ``cls(*args)``: errors then cross process boundaries (Ray, multiprocessing).
+        return _rebuild, (type(self), self.message, self.context)
+
+
+def _rebuild(cls: type[MemosError], message: str, context: dict[str, Any]) -> MemosError:
+    err = cls.__new__(cls)
+    MemosError.__init__(err, message, **context)
+    return err
+
 
 class InvalidInput(MemosError):
     status_code = 422

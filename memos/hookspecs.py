@@ -52,6 +52,12 @@ def memos_register_policies() -> list[type]:
 
 
 @hookspec
+def memos_register_runtimes() -> list[type]:
+    """Distributed runtimes (``RuntimeClass(url).connect() -> MemOS-like``) keyed by ``name``, used by
+    ``MemOS.connect`` for URLs it does not handle itself (``ray://``)."""
+
+
+@hookspec
 def memos_register_commands(app: Any) -> None:
     """Add sub-commands to the ``memos`` Typer app."""
 

@@ -230,6 +230,8 @@ def check_text(text: object, field: str = "text") -> str:
         raise InvalidInput(f"{field} must be a string, got {type(text).__name__}", field=field)
     if not text.strip():
         raise InvalidInput(f"{field} is empty", field=field)
+    if "\x00" in text:
+        raise InvalidInput(f"{field} contains a NUL character", field=field)
     size = len(text.encode("utf-8"))
     if size > MAX_TEXT_BYTES:
         raise InvalidInput(f"{field} is {size} bytes; the limit is {MAX_TEXT_BYTES}", field=field)
@@ -261,10 +263,22 @@ def check_metadata(metadata: object) -> dict[str, Any]:
         encoded = json.dumps(metadata, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise InvalidInput(f"metadata is not JSON-serialisable: {exc}", field="metadata") from exc
+    if _has_nul(metadata):
+        raise InvalidInput("metadata contains a NUL character", field="metadata")
     if len(encoded) > MAX_METADATA_BYTES:
         raise InvalidInput(f"metadata is {len(encoded)} bytes; the limit is {MAX_METADATA_BYTES}",
                            field="metadata")
     return json.loads(encoded)
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 def check_tags(tags: object) -> list[str]:

@@ -24,6 +24,7 @@ _FIRST_PARTY = "memos"
 _lock = threading.Lock()
 _manager: pluggy.PluginManager | None = None
 _loaded: list[dict[str, str]] = []
+_unavailable: list[dict[str, str]] = []
 
 
 class _Builtins:
@@ -71,6 +72,11 @@ def get_manager() -> pluggy.PluginManager:
                 try:
                     plugin = ep.load()
                 except ImportError as exc:
+                    if first_party and exc.name and not exc.name.startswith(ep.value):
+                        # an optional extra is not installed (e.g. redis without memos[redis]): the rest
+                        # of memos works; `memos plugins list` says what is missing.
+                        _unavailable.append({"name": ep.name, "module": ep.value, "missing": exc.name})
+                        continue
                     raise PluginError(f"plugin {ep.name!r} ({ep.value}) failed to import: {exc}",
                                       plugin=ep.name) from exc
                 pm.register(plugin, name=ep.name)
@@ -85,6 +91,7 @@ def reset_manager() -> None:
     with _lock:
         _manager = None
         _loaded.clear()
+        _unavailable.clear()
 
 
 def registry(kind: str) -> dict[str, type]:
@@ -118,6 +125,12 @@ def lookup(kind: str, name: str) -> type:
 def loaded_plugins() -> list[dict[str, Any]]:
     get_manager()
     return list(_loaded)
+
+
+def unavailable_plugins() -> list[dict[str, Any]]:
+    """First-party plugins skipped because an optional dependency is missing."""
+    get_manager()
+    return list(_unavailable)
 
 
 def call_before(op: str, cube: str | None, principal: str | None, args: dict[str, Any]) -> None:

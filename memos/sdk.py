@@ -204,11 +204,12 @@ class MemOS:
             except ImportError as exc:
                 raise MissingExtra("server", "memos.client") from exc
             return RemoteMemOS(url, api_key=api_key, **kwargs)
-        if url.startswith("ray://") or url == "auto":
+        if url.startswith("ray://") or url == "auto" or (":" in url and "://" not in url):
             from memos.plugins import lookup
 
             return lookup("runtimes", "ray")(url, **kwargs).connect()
-        raise InvalidInput(f"unsupported memos URL {url!r}: use http(s)://, ray:// or 'auto'", field="url")
+        raise InvalidInput(f"unsupported memos URL {url!r}: use http(s)://, ray://, HOST:PORT or 'auto'",
+                           field="url")
 
     def as_principal(self, principal: str | None) -> MemOS:
         """The same kernel, acting on behalf of another principal (the ACL is checked for it)."""

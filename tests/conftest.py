@@ -50,3 +50,14 @@ def mos_llm(home, models_dir, engine):
     m = MemOS.open(home, models_dir=str(models_dir))
     yield m
     m.close()
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory):
+    """A real two-node Ray cluster with two kernel workers on Redis (see tests/cluster_fixture.py)."""
+    from tests.cluster_fixture import Cluster, ray_processes
+
+    c = Cluster(tmp_path_factory.mktemp("cluster"))
+    yield c
+    c.close()
+    assert ray_processes() == [], "memos down left Ray processes behind"

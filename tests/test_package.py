@@ -75,3 +75,13 @@ def test_every_kernel_operation_is_a_span(mos):
     add = spans["memos.add"]
     assert add.attributes["memos.cube"] == "traced" and add.attributes["memos.items"] == 1
     assert add.attributes["memos.latency_ms"] > 0
+
+
+def test_errors_survive_pickling_across_processes():
+    import pickle
+
+    from memos.errors import AccessDenied, VersionNotFound
+
+    for err in (VersionNotFound("c", "m1", 9, latest=2), AccessDenied("bob", "c", "read")):
+        back = pickle.loads(pickle.dumps(err))
+        assert type(back) is type(err) and back.message == err.message and back.context == err.context

@@ -245,10 +245,11 @@ def eval_locomo(data: Path = typer.Option(..., "--data", help="LoCoMo JSON file.
 @plugins_app.command("list")
 @command
 def plugins_list(json_out: bool = JSON_OPT) -> dict[str, Any]:
-    from memos.plugins import loaded_plugins, registry
+    from memos.plugins import loaded_plugins, registry, unavailable_plugins
 
-    kinds = ("backends", "vector_indexes", "blob_stores", "embedders", "engines", "policies")
-    return {"plugins": loaded_plugins(), "registered": {k: sorted(registry(k)) for k in kinds}}
+    kinds = ("backends", "vector_indexes", "blob_stores", "embedders", "engines", "policies", "runtimes")
+    return {"plugins": loaded_plugins(), "unavailable": unavailable_plugins(),
+            "registered": {k: sorted(registry(k)) for k in kinds}}
 
 
 def build_app() -> typer.Typer:
@@ -260,8 +261,11 @@ def build_app() -> typer.Typer:
                                                     help="memos home directory (default ~/.memos)."),
                 principal: Optional[str] = typer.Option(None, "--principal", envvar="MEMOS_PRINCIPAL",
                                                         help="Act on behalf of this principal."),
+                address: Optional[str] = typer.Option(None, "--address", envvar="MEMOS_ADDRESS",
+                                                      help="A memos cluster (ray://HOST:10001 or auto)."),
                 json_out: bool = typer.Option(False, "--json", help="JSON output for every command.")) -> None:
         STATE.home = str(home) if home else None
+        STATE.address = address
         STATE.principal = principal
         STATE.json = json_out
 

@@ -6,6 +6,7 @@ import functools
 import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -20,13 +21,29 @@ class CliState:
         self.home: str | None = None
         self.principal: str | None = None
         self.json = False
+        self.address: str | None = None
         self._mos: Any = None
+
+    def cluster_address(self) -> str | None:
+        """``--address``/``MEMOS_ADDRESS``, else the cluster ``memos up`` recorded in the home."""
+        if self.address:
+            return self.address
+        from memos.config import default_home
+
+        state = (Path(self.home) if self.home else default_home()) / "cluster.json"
+        if state.exists():
+            return str(json.loads(state.read_text())["address"])
+        return None
 
     def mos(self) -> Any:
         if self._mos is None:
             from memos.sdk import MemOS
 
-            self._mos = MemOS.open(self.home, principal=self.principal)
+            address = self.cluster_address()
+            if address:
+                self._mos = MemOS.connect(address).as_principal(self.principal)
+            else:
+                self._mos = MemOS.open(self.home, principal=self.principal)
         return self._mos
 
     def close(self) -> None:

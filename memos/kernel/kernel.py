@@ -59,6 +59,7 @@ _UNSET: Any = object()
 #: key already appears in the cube's recent log returns that commit's versions instead of writing again.
 REQUEST_ID: ContextVar[str | None] = ContextVar("memos_request_id", default=None)
 _REPLAY_WINDOW = 256
+_CONFLICT_RETRIES = 8
 
 
 @contextlib.contextmanager
@@ -159,7 +160,8 @@ class Kernel:
             raise CubeNotFound(name)
         with self._registry_lock:
             state = self._cubes.get(name)
-            if state is None:
+            if state is None or state.cube.created_at != cube.created_at:
+                # unknown here, or dropped and recreated by another kernel: derived state starts afresh
                 state = self._cubes[name] = _CubeState(cube)
             else:
                 state.cube = cube
@@ -276,7 +278,7 @@ class Kernel:
         state = self._state(name, refresh=self.backend.shared)
         acl.check(state.cube, principal, access)
         request = REQUEST_ID.get()
-        for attempt in range(3):
+        for attempt in range(_CONFLICT_RETRIES):
             with state.lock:
                 if request is not None:
                     done = self._replayed(state, request)
@@ -289,9 +291,10 @@ class Kernel:
                 try:
                     self._write(state, [self._commit_op(state, entry, versions, vectors, purge)])
                 except Conflict:
-                    if attempt == 2:
+                    if attempt == _CONFLICT_RETRIES - 1:
                         raise
-                    self._state(name, refresh=True)
+                    state = self._state(name, refresh=True)
+                    time.sleep(0.002 * (attempt + 1))  # other kernels are writing this cube: back off
                     continue
                 if state.indexer is not None:
                     state.indexer.apply(versions, vectors, purge, state.cube.head)
@@ -520,7 +523,7 @@ class Kernel:
 
     def _enforce_capacity(self, name: str, principal: str | None) -> None:
         """Archive the least recently updated live memories beyond ``policy.capacity``."""
-        state = self._state(name)
+        state = self._state(name, refresh=self.backend.shared)
         cap = state.cube.policy.capacity
         if not cap:
             return
@@ -608,7 +611,7 @@ class Kernel:
             return hits
 
     def stats(self, name: str) -> dict[str, Any]:
-        state = self._state(name)
+        state = self._state(name, refresh=self.backend.shared)
         with state.lock:
             ix = self._indexer(state)
             return ix.stats()

@@ -51,6 +51,8 @@ CASES = {
     "metadata not an object": (InvalidInput, lambda mos, c, m: c.add("ok", metadata=["a"])),  # type: ignore
     "metadata not JSON": (InvalidInput, lambda mos, c, m: c.add("ok", metadata={"f": object()})),
     "metadata NaN": (InvalidInput, lambda mos, c, m: c.add("ok", metadata={"f": float("nan")})),
+    "NUL in text": (InvalidInput, lambda mos, c, m: c.add("a\x00b")),
+    "NUL in metadata": (InvalidInput, lambda mos, c, m: c.add("ok", metadata={"k": ["\x00"]})),
     "bad event time": (InvalidInput, lambda mos, c, m: c.add("ok", event_time="yesterday-ish")),
     "bad tags": (InvalidInput, lambda mos, c, m: c.add("ok", tags="not-a-list")),  # type: ignore[arg-type]
     "one bad item spoils the batch": (InvalidInput, lambda mos, c, m: c.add_many(["fine", ""])),

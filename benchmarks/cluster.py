@@ -38,7 +38,7 @@ def measure(cubes: list, ops: int) -> dict:
             cube.add(f"client {k} note {i} about station logistics and crew {i % 17}")
             a = (time.perf_counter() - t) * 1000
             t = time.perf_counter()
-            cube.search(f"crew {i % 17} logistics {k}", top_k=5)
+            cube.search(f"crew {i % 17} logistics {k} #{i}", top_k=5)  # unique: no query-cache hits
             s = (time.perf_counter() - t) * 1000
             with lock:
                 add_lat.append(a)

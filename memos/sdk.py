@@ -157,8 +157,10 @@ class Cube:
 
     def search(self, query: str, top_k: int = 10, filters: dict[str, Any] | None = None,
                time_range: tuple[Any, Any] | None = None, include_archived: bool = False) -> list[Hit]:
-        return self._k.search(self.name, query, top_k=top_k, filters=filters, time_range=time_range,
+        hits = self._k.search(self.name, query, top_k=top_k, filters=filters, time_range=time_range,
                               include_archived=include_archived, at_commit=self.at_commit, principal=self._p)
+        self._mos._after_query(self.name)
+        return hits
 
     def list(self, offset: int = 0, limit: int = 100, include_archived: bool = False) -> list[Memory]:
         return self._k.list_memories(self.name, offset=offset, limit=limit, include_archived=include_archived,
@@ -217,6 +219,10 @@ class MemOS:
 
     def close(self) -> None:
         if self._owner:
+            tasks = self._kernel.services.pop("tasks", None)
+            if tasks is not None:
+                tasks.drain(timeout_s=30)
+                tasks.stop()
             self._kernel.close()
 
     def __enter__(self) -> MemOS:
@@ -291,6 +297,51 @@ class MemOS:
                         adapters=adapters or (), retrieve=retrieve, top_k=top_k, max_tokens=max_tokens,
                         principal=self.principal)
 
+    # ------------------------------------------------------------------------- background
+    def tasks(self) -> Any:
+        """This kernel's background task queue (started on first use, one worker thread)."""
+        from memos.tasks import InProcessQueue
+
+        services = self._kernel.services
+        if "tasks" not in services:
+            q = InProcessQueue()
+            self.register_task_handlers(q)
+            q.start(workers=1)
+            services["tasks"] = q
+        return services["tasks"]
+
+    def register_task_handlers(self, q: Any) -> None:
+        """The task kinds this kernel runs: ``migrate``, ``sweep_expired``, ``prefetch``."""
+        admin = MemOS(self._kernel, None, _owner=False)
+        q.register("migrate", lambda p: MemOS(self._kernel, p.get("principal"), _owner=False).migrate(
+            p["cube"], p["id"], p["to"], engine=p.get("engine")))
+        q.register("sweep_expired", lambda p: admin.cube(p["cube"]).sweep_expired())
+        q.register("prefetch", lambda p: admin._prefetch(p["cube"]))
+
+    def submit(self, kind: str, payload: dict[str, Any], key: str | None = None) -> str:
+        """Queue background work (``migrate``, ``sweep_expired``, ``prefetch`` ...); returns the task id.
+        The same ``key`` twice runs once."""
+        if kind == "migrate":
+            self._kernel.get_cube(payload.get("cube", ""), principal=self.principal)
+            payload = {**payload, "principal": self.principal}
+        return self.tasks().submit(kind, payload, key=key)
+
+    def _after_query(self, cube: str) -> None:
+        """Prefetch on query: if this process already runs a model engine and the cube has activation
+        memories, load them in the background so the generation that usually follows finds them resident."""
+        if "activation" in self._kernel.services and self._loaded_engine() is not None:
+            self.submit("prefetch", {"cube": cube}, key=f"prefetch:{cube}:{self._kernel.get_cube(cube).head}")
+
+    def _loaded_engine(self) -> Any:
+        from memos.engines.registry import loaded_engine
+
+        settings = self._kernel.settings
+        return loaded_engine(settings.engine, settings.models_dir)
+
+    def _prefetch(self, cube: str) -> int:
+        engine = self._loaded_engine()
+        return 0 if engine is None else self._activation().prefetch(cube, engine)
+
     def migrate(self, cube: str, memory_id: str | list[str], to: str, *, engine: str | None = None) -> Memory:
         """Move a memory to another kind: ``plaintext`` <-> ``activation``. A list of ids with
         ``to="activation"`` builds one KV prefix over all of them (a new memory deriving from each)."""
@@ -314,4 +365,6 @@ class MemOS:
             "cubes": len(cubes),
             "workers": [{"id": "embedded", "node": os.uname().nodename, "pid": os.getpid(),
                          "cubes": [c.name for c in cubes], "resident": self._activation().stats()}],
+            "queue": self._kernel.services["tasks"].stats() if "tasks" in self._kernel.services else
+            {"depth": 0, "done": 0, "failed": 0, "dead_letters": 0},
         }

@@ -51,6 +51,24 @@ class KernelWorker:
         self.kernel = open_kernel(settings)
         self.mos = MemOS(self.kernel)
         self.kernel.embedder.embed_query("warm-up")  # load the embedding model before the first request
+        self._start_task_consumer(redis_url, prefix)
+
+    def _start_task_consumer(self, redis_url: str, prefix: str) -> None:
+        """Consume the cluster's Redis Streams task queue in a background thread."""
+        import threading
+
+        import redis
+
+        from scheduler.queue import RedisStreamQueue
+
+        self.queue = RedisStreamQueue(redis.Redis.from_url(redis_url), prefix=prefix, consumer=self.id)
+        self.mos.register_task_handlers(self.queue)
+
+        def loop() -> None:
+            while True:
+                self.queue.run_once(1.0)
+
+        threading.Thread(target=loop, daemon=True, name="memos-tasks").start()
 
     def ping(self) -> int:
         return os.getpid()
@@ -61,7 +79,10 @@ class KernelWorker:
         if method.startswith("_"):
             raise InvalidInput(f"{method!r} is not a kernel operation", field="method")
         with request_scope(request_id):
-            return getattr(self.kernel, method)(*args, **kwargs)
+            out = getattr(self.kernel, method)(*args, **kwargs)
+        if method == "search" and kwargs.get("at_commit") is None:
+            self.mos._after_query(args[0])  # prefetch the cube's KV caches on this worker
+        return out
 
     def sdk_call(self, request_id: str | None, principal: str | None, method: str, args: tuple,
                  kwargs: dict) -> Any:
@@ -100,7 +121,8 @@ class KernelWorker:
         act = self.kernel.services.get("activation")
         return {"id": self.id, "node": ray.get_runtime_context().get_node_id(), "host": socket.gethostname(),
                 "pid": os.getpid(), "cubes": sorted(self.kernel._cubes),
-                "resident": act.stats() if act is not None else {}, "engines": ["local"]}
+                "resident": act.stats() if act is not None else {}, "engines": ["local"],
+                "tasks": {"done": self.queue.done, "failed": self.queue.failed}}
 
     def shutdown(self) -> None:
         self.kernel.close()

@@ -195,6 +195,27 @@ class ClusterMemOS(MemOS):
     def migrate(self, cube: str, memory_id: str | list[str], to: str, *, engine: str | None = None) -> Memory:
         return self._kernel.sdk_call(cube, self.principal, "migrate", cube, memory_id, to, engine=engine)
 
+    def _queue(self) -> Any:
+        import redis
+
+        from scheduler.queue import RedisStreamQueue
+
+        if "queue" not in self._kernel.services:
+            cfg = self._kernel.config
+            self._kernel.services["queue"] = RedisStreamQueue(redis.Redis.from_url(cfg["redis_url"]),
+                                                              prefix=cfg["prefix"], consumer="client")
+        return self._kernel.services["queue"]
+
+    def submit(self, kind: str, payload: dict[str, Any], key: str | None = None) -> str:
+        """Queue background work on the cluster's Redis Streams queue (any worker runs it)."""
+        if kind == "migrate":
+            self._kernel.get_cube(payload.get("cube", ""), principal=self.principal)
+            payload = {**payload, "principal": self.principal}
+        return self._queue().submit(kind, payload, key=key)
+
+    def tasks(self) -> Any:
+        return self._queue()
+
     def move_cube(self, cube: str, to: str) -> dict[str, Any]:
         self._kernel.get_cube(cube, principal=self.principal)
         return self._kernel.move(cube, to)
@@ -212,4 +233,4 @@ class ClusterMemOS(MemOS):
             workers.append(info)
         return {"mode": "cluster", "address": k.config.get("address"), "redis_url": k.config.get("redis_url"),
                 "principal": self.principal, "cubes": len(placements), "workers": workers,
-                "queue_depth": k.config.get("queue_depth", 0)}
+                "queue": {"depth": self._queue().depth(), "dead_letters": len(self._queue().dead_letters())}}

@@ -122,5 +122,26 @@ class ActivationMemory:
                 self.pool.put(key, cache, cache.nbytes)
         return cache
 
+    def prefetch(self, cube: str, engine: Any, *, principal: str | None = None) -> int:
+        """Make the cube's activation memories resident (most recently written first) while they fit.
+
+        Run in the background when a query arrives for the cube, so the generation that usually follows
+        finds its KV prefix in host memory. Returns how many caches were loaded."""
+        rows = self.kernel.backend.scan(cube, with_vectors=False)
+        fp = engine.fingerprint().model_dump()
+        candidates = sorted((m for m, _ in rows if m.kind == "activation" and m.payload is not None
+                             and m.payload.format == FORMAT and m.payload.model == fp),
+                            key=lambda m: m.updated_at, reverse=True)
+        loaded = 0
+        for m in candidates:
+            key = self._key(cube, m.payload)
+            if key in self.pool:
+                continue
+            cache = load_kv(self.kernel.blobs.local_path(m.payload.uri), engine.fingerprint(), m.payload.sha256)
+            if not self.pool.put(key, cache, cache.nbytes):
+                break
+            loaded += 1
+        return loaded
+
     def stats(self) -> dict[str, Any]:
         return self.pool.stats()

@@ -20,3 +20,9 @@ def get_engine(name: str, models_dir: Path, **options: Any) -> Any:
             cls = plugins.lookup("engines", name)
             engine = _ENGINES[key] = cls(models_dir, **options)
         return engine
+
+
+def loaded_engine(name: str, models_dir: Path | None) -> Any | None:
+    """The engine if this process has already loaded it (never loads one)."""
+    with _LOCK:
+        return _ENGINES.get((name, str(models_dir)))

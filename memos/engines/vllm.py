@@ -14,10 +14,9 @@ token ids and the engine's fingerprint, no tensors. ``build_kv`` prefills the pr
 the prefix's blocks from its cache. Consequences:
 
 * Output is what the same ids give without the handle; the handle only saves prefill time.
-* Reuse is by whole blocks: the tail of a prefix that does not fill a block (``block_size``, 32 on
-  CPU here) is computed again with the prompt.
-* A prefix evicted from vLLM's pool, or a fresh engine, recomputes it: slower, never wrong.
-* The handle is a few bytes per token; it serialises to safetensors (format ``"vllm-prefix"``).
+* Reuse is by whole blocks (``block_size``, 32 on CPU here): a prefix's partial last block is
+  computed again with the prompt. An evicted prefix, or a fresh engine, recomputes it all.
+* The handle serialises to safetensors (format ``"vllm-prefix"``, 8 bytes a token).
 
 The fingerprint names the model and tokenizer like the local engine's but its ``dtype`` is
 ``"vllm:<dtype>"``: vLLM's paged block layout is not interchangeable with transformers' dense
@@ -39,7 +38,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from memos.engines.base import AdapterRef, Generation
 from memos.engines.convert import MODEL_ID, ensure_converted, quiet_progress
@@ -160,14 +159,6 @@ class VLLMEngine:
     """
 
     name = "vllm"
-
-    # The tokenizer-side helpers are the local engine's, so a prefix and a prompt become exactly
-    # the same ids under both engines (the chat-template split in particular is easy to get
-    # subtly different). They only use ``self._tok``, ``self.encode`` and ``self._render_chat``.
-    encode = LocalEngine.encode
-    decode = LocalEngine.decode
-    _render_chat = LocalEngine._render_chat
-    _prompt_ids = LocalEngine._prompt_ids
 
     def __init__(
         self,
@@ -356,6 +347,25 @@ class VLLMEngine:
         kv_file: KVFile = import_prefix(self._require_store(), path, self._fingerprint, self.block_size)
         return PrefixHandle(token_ids=kv_file.token_ids, fingerprint=self._fingerprint)
 
+    # Tokenising is the local engine's, so a prefix and a prompt become exactly the same ids under
+    # both engines (``count_tokens``, benchmarks and cross-engine checks rely on it).
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of ``text`` alone: no BOS or other special tokens are added."""
+        return list(self._tok.encode(text, add_special_tokens=False))
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Text of ``ids`` with special tokens dropped."""
+        return str(self._tok.decode(list(ids), skip_special_tokens=True))
+
+    def _render_chat(self, messages: list[dict[str, str]], *, reply: bool = False) -> str:
+        return str(self._tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=reply))
+
+    def _prompt_ids(self, prompt: str, *, chat: bool, after_prefix: bool) -> list[int]:
+        # The chat-template split after a prefix is subtle; run the local engine's code on our
+        # tokenizer rather than keep a second copy (it only calls encode and _render_chat).
+        return LocalEngine._prompt_ids(cast("LocalEngine", self), prompt, chat=chat, after_prefix=after_prefix)
+
     @property
     def llm(self) -> Any:
         """The underlying ``vllm.LLM``."""
@@ -445,14 +455,19 @@ class VLLMEngine:
         final: Any = None
         with self._lock:
             self._engine.add_request(request_id, TokensPrompt(prompt_token_ids=ids), params)
-            while self._engine.has_unfinished_requests():
-                for out in self._engine.step():
-                    if out.request_id != request_id:
-                        continue
-                    if ttft_ms is None and out.outputs and out.outputs[0].token_ids:
-                        ttft_ms = (time.perf_counter() - started) * 1000
-                    if out.finished:
-                        final = out
+            try:
+                while self._engine.has_unfinished_requests():
+                    for out in self._engine.step():
+                        if out.request_id != request_id:
+                            continue
+                        if ttft_ms is None and out.outputs and out.outputs[0].token_ids:
+                            ttft_ms = (time.perf_counter() - started) * 1000
+                        if out.finished:
+                            final = out
+            except BaseException:
+                # Interrupted (or vLLM failed): do not leave the request for the next caller's loop.
+                self._engine.abort_request([request_id])
+                raise
         if final is None or ttft_ms is None:
             raise RuntimeError(f"vLLM finished request {request_id} without output")
         completion = final.outputs[0]

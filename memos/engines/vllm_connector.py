@@ -173,9 +173,10 @@ class MemosPrefixConnector(ExampleConnector):
         lengths = sorted({int(p.name.split("-", 1)[0]) for p in self._store.iterdir()
                           if p.name[:1].isdigit() and (p / COMPLETE).is_file()}, reverse=True)
         for n in lengths:
-            if n % self._block_size == 0 and n < len(prompt):
-                if (prefix_folder(self._store, prompt[:n]) / COMPLETE).is_file():
-                    return n
+            if n % self._block_size == 0 and n < len(prompt) and (
+                prefix_folder(self._store, prompt[:n]) / COMPLETE
+            ).is_file():
+                return n
         return 0
 
 

@@ -143,7 +143,7 @@ class LoraTrainer:
             opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
         report = TrainingReport(steps=cfg.steps, examples=len(examples), seconds=time.perf_counter() - started,
                                 first_loss=losses[0], final_loss=losses[-1], settings=_settings_json(cfg))
         self.last_report = report

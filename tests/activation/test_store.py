@@ -133,3 +133,22 @@ def test_pool_policies_and_pins():
     assert "x" in lfu and "y" not in lfu
     with pytest.raises(InvalidInput):
         ResidencyPool({"gpu0": 1})
+
+
+def test_prefetch_on_query_and_background_migration(mos_llm, engine):
+    cube = mos_llm.create_cube("pre")
+    kv = cube.add_activation(DOC)
+    fact = cube.add("Quimby eats apples.")
+    act: ActivationMemory = mos_llm._activation()
+    act.pool.drop(("pre", kv.payload.sha256))
+    cube.search("llama", top_k=1)  # a query: the cube's activation memories are prefetched
+    mos_llm.tasks().drain(timeout_s=60)
+    assert ("pre", kv.payload.sha256) in act.pool
+    before = act.pool.stats()["hits"]
+    mos_llm.generate("pre", "Who is Zorblax?", kv=[kv.id], retrieve=False, max_tokens=4)
+    assert act.pool.stats()["hits"] == before + 1  # generation found the prefetched cache
+    tid = mos_llm.submit("migrate", {"cube": "pre", "id": fact.id, "to": "activation"}, key="m1")
+    assert mos_llm.submit("migrate", {"cube": "pre", "id": fact.id, "to": "activation"}, key="m1") == tid
+    mos_llm.tasks().drain(timeout_s=60)
+    assert cube.get(fact.id).kind == "activation" and cube.head == 3
+    assert mos_llm.status()["queue"]["dead_letters"] == 0

@@ -114,3 +114,16 @@ def test_worker_killed_mid_burst_loses_no_acknowledged_write(cluster):
     assert not errors, errors[:3]
     assert cube.search("burst write 5", top_k=1)[0].memory.text == "burst write 5"
     print(f"recovery {recovery_s:.1f}s for {len(acked)} acknowledged writes")
+
+
+def test_background_tasks_run_on_workers(cluster):
+    mos = cluster.mos
+    cube, name = fresh_cube(mos)
+    old = cube.add("expired already", expires_at="2020-01-01")
+    tid = mos.submit("sweep_expired", {"cube": name}, key=f"sweep-{name}")
+    assert mos.submit("sweep_expired", {"cube": name}, key=f"sweep-{name}") == tid
+    deadline = time.time() + 60
+    while cube.get(old.id).version < 2 and time.time() < deadline:
+        time.sleep(0.2)
+    assert cube.get(old.id).state.value == "expired"
+    assert mos.status()["queue"]["depth"] == 0

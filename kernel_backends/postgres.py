@@ -49,6 +49,8 @@ from memos.storage import (
     ReadLog,
     Scan,
     StorageBackend,
+    cube_doc,
+    load_cube,
 )
 
 DEFAULT_SCHEMA = "memos"
@@ -93,14 +95,6 @@ CREATE TABLE IF NOT EXISTS records (
 # the latest version of each memory written at or before a commit (%s: cube, commit [, ids])
 _AT_COMMIT = ("SELECT DISTINCT ON (id) id, version FROM versions WHERE cube = %s AND commit_no <= %s {ids} "
               "ORDER BY id, version DESC")
-
-
-def _cube_doc(cube: MemCube) -> str:
-    return cube.model_dump_json(exclude={"head"})
-
-
-def _load_cube(doc: str, head: int) -> MemCube:
-    return MemCube.model_validate_json(doc).model_copy(update={"head": head})
 
 
 def _redact(url: str) -> str:
@@ -221,19 +215,19 @@ class PostgresBackend(StorageBackend):
     def _put_cube(self, cur: psycopg.Cursor, op: PutCube) -> None:
         if op.create:
             cur.execute("INSERT INTO cubes (name, head, doc) VALUES (%s, 0, %s::jsonb) ON CONFLICT (name) DO NOTHING",
-                        (op.cube.name, _cube_doc(op.cube)))
+                        (op.cube.name, cube_doc(op.cube)))
             if cur.rowcount == 0:
                 raise CubeExists(op.cube.name)
         else:
             cur.execute("INSERT INTO cubes (name, head, doc) VALUES (%s, 0, %s::jsonb) "
-                        "ON CONFLICT (name) DO UPDATE SET doc = EXCLUDED.doc", (op.cube.name, _cube_doc(op.cube)))
+                        "ON CONFLICT (name) DO UPDATE SET doc = EXCLUDED.doc", (op.cube.name, cube_doc(op.cube)))
 
     def _get_cube(self, cur: psycopg.Cursor, op: GetCube) -> MemCube | None:
         row = cur.execute("SELECT doc::text, head FROM cubes WHERE name = %s", (op.name,)).fetchone()
-        return _load_cube(row[0], row[1]) if row else None
+        return load_cube(row[0], row[1]) if row else None
 
     def _list_cubes(self, cur: psycopg.Cursor, op: ListCubes) -> list[MemCube]:
-        return [_load_cube(d, h) for d, h in cur.execute("SELECT doc::text, head FROM cubes ORDER BY name")]
+        return [load_cube(d, h) for d, h in cur.execute("SELECT doc::text, head FROM cubes ORDER BY name")]
 
     def _drop_cube(self, cur: psycopg.Cursor, op: DropCube) -> bool:
         # the cubes row first: it is the lock a concurrent commit holds or waits on

@@ -71,6 +71,8 @@ from memos.storage import (
     ReadLog,
     Scan,
     StorageBackend,
+    cube_doc,
+    load_cube,
 )
 
 DEFAULT_PREFIX = "memos:"
@@ -129,14 +131,6 @@ return out
 
 Cmd = tuple[Any, ...]
 Decoder = Callable[[list[Any]], Any]
-
-
-def _cube_doc(cube: MemCube) -> str:
-    return cube.model_dump_json(exclude={"head"})
-
-
-def _load_cube(doc: bytes, head: bytes | int) -> MemCube:
-    return MemCube.model_validate_json(doc).model_copy(update={"head": int(head)})
 
 
 def _redact(url: str) -> str:
@@ -352,7 +346,7 @@ class RedisBackend(StorageBackend):
                 got = self._r.xrange(log, f"0-{op.entry.commit}", f"0-{op.entry.commit}")
                 return bool(got) and got[0][1][b"e"] == op.entry.model_dump_json().encode()
             if isinstance(op, PutCube) and op.create:
-                return self._r.hget(self.keys.meta(op.cube.name), "doc") == _cube_doc(op.cube).encode()
+                return self._r.hget(self.keys.meta(op.cube.name), "doc") == cube_doc(op.cube).encode()
         return None
 
     def _plan_write(self, op: Op, sims: dict[str, _CubeSim], q: list[Cmd]) -> Any:
@@ -372,7 +366,7 @@ class RedisBackend(StorageBackend):
                 q.append(("HSET", k.meta(op.cube.name), "head", 0))
                 q.append(("SADD", k.cubes, op.cube.name))
                 sim.exists, sim.head = True, 0
-            q.append(("HSET", k.meta(op.cube.name), "doc", _cube_doc(op.cube)))
+            q.append(("HSET", k.meta(op.cube.name), "doc", cube_doc(op.cube)))
             return None
         if isinstance(op, DropCube):
             sim = sims[op.name]
@@ -430,12 +424,12 @@ class RedisBackend(StorageBackend):
 
     def _get_cube(self, op: GetCube) -> tuple[list[Cmd], Decoder]:
         return [("HMGET", self.keys.meta(op.name), "doc", "head")], \
-            lambda r: _load_cube(*r[0]) if r[0][0] is not None else None
+            lambda r: load_cube(*r[0]) if r[0][0] is not None else None
 
     def _list_cubes(self, op: ListCubes) -> tuple[list[Cmd], Decoder]:
         def decode(r: list[Any]) -> list[MemCube]:
             flat = r[0]
-            cubes = (_load_cube(flat[i], flat[i + 1]) for i in range(0, len(flat), 2))
+            cubes = (load_cube(flat[i], flat[i + 1]) for i in range(0, len(flat), 2))
             return sorted(cubes, key=lambda c: c.name)
         return [("EVAL", _LIST_CUBES, 1, self.keys.cubes, self.keys.p)], decode
 

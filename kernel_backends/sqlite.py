@@ -32,6 +32,8 @@ from memos.storage import (
     ReadLog,
     Scan,
     StorageBackend,
+    cube_doc,
+    load_cube,
 )
 
 SCHEMA = """
@@ -71,16 +73,6 @@ CREATE TABLE IF NOT EXISTS records (
 """
 
 _CHUNK = 500  # stay well under SQLite's host-parameter limit
-
-
-def _cube_doc(cube: MemCube) -> str:
-    return cube.model_dump_json(exclude={"head"})
-
-
-def _load_cube(doc: str, head: int) -> MemCube:
-    data = json.loads(doc)
-    data["head"] = head
-    return MemCube.model_validate(data)
 
 
 class SqliteBackend(StorageBackend):
@@ -138,16 +130,16 @@ class SqliteBackend(StorageBackend):
         if row is not None and op.create:
             raise CubeExists(op.cube.name)
         if row is None:
-            cur.execute("INSERT INTO cubes (name, head, doc) VALUES (?, 0, ?)", (op.cube.name, _cube_doc(op.cube)))
+            cur.execute("INSERT INTO cubes (name, head, doc) VALUES (?, 0, ?)", (op.cube.name, cube_doc(op.cube)))
         else:
-            cur.execute("UPDATE cubes SET doc = ? WHERE name = ?", (_cube_doc(op.cube), op.cube.name))
+            cur.execute("UPDATE cubes SET doc = ? WHERE name = ?", (cube_doc(op.cube), op.cube.name))
 
     def _get_cube(self, cur: sqlite3.Cursor, op: GetCube) -> MemCube | None:
         row = cur.execute("SELECT doc, head FROM cubes WHERE name = ?", (op.name,)).fetchone()
-        return _load_cube(row[0], row[1]) if row else None
+        return load_cube(row[0], row[1]) if row else None
 
     def _list_cubes(self, cur: sqlite3.Cursor, op: ListCubes) -> list[MemCube]:
-        return [_load_cube(d, h) for d, h in cur.execute("SELECT doc, head FROM cubes ORDER BY name")]
+        return [load_cube(d, h) for d, h in cur.execute("SELECT doc, head FROM cubes ORDER BY name")]
 
     def _drop_cube(self, cur: sqlite3.Cursor, op: DropCube) -> bool:
         existed = cur.execute("DELETE FROM cubes WHERE name = ?", (op.name,)).rowcount > 0

@@ -25,6 +25,18 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from memos.models import LogEntry, MemCube, Memory
 
+# ------------------------------------------------------------------------------- shared encoding
+
+
+def cube_doc(cube: MemCube) -> str:
+    """A cube as stored by backends: JSON without ``head`` (the head lives beside it, owned by commits)."""
+    return cube.model_dump_json(exclude={"head"})
+
+
+def load_cube(doc: str | bytes, head: int | bytes | str) -> MemCube:
+    return MemCube.model_validate_json(doc).model_copy(update={"head": int(head)})
+
+
 # ---------------------------------------------------------------------------------------------- ops
 
 
@@ -259,5 +271,7 @@ __all__ = sorted(
         "VectorIndex",
         "VectorIndexFactory",
         "WRITE_OPS",
+        "cube_doc",
+        "load_cube",
     ]
 )

@@ -154,3 +154,81 @@ class BackendConformance:
         assert sorted(wins) == list(range(1, len(wins) + 1))
         assert [e.commit for e in backend.read_log("c")] == sorted(wins)
         assert len(wins) + len(conflicts) == 80
+
+
+class SharedBackendConformance(BackendConformance):
+    """For backends several kernels share (``shared = True``): subclasses also provide ``connect``, a
+    fixture returning a factory that opens a *new client* on the same store as ``backend``."""
+
+    @pytest.fixture
+    def connect(self) -> Any:  # pragma: no cover - provided by subclasses
+        raise NotImplementedError
+
+    def test_new_client_sees_everything(self, backend: StorageBackend, connect: Any) -> None:
+        backend.put_cube(MemCube(name="c", owner="o"), create=True)
+        _commit(backend, "c", 0, [_mem("c", "a", 1, 1, "one")])
+        other = connect()
+        try:
+            assert other.get_cube("c").head == 1 and other.get_memories("c", ["a"])[0].text == "one"
+        finally:
+            other.close()
+
+    def test_clients_race_on_one_head(self, backend: StorageBackend, connect: Any) -> None:
+        """Separate clients (as separate kernels have): exactly one writer wins each head."""
+        clients = [connect() for _ in range(3)]
+        backend.put_cube(MemCube(name="c", owner="o"), create=True)
+        barrier = threading.Barrier(len(clients))
+        outcome: list[str] = []
+
+        def write(i: int) -> None:
+            barrier.wait()
+            try:
+                _commit(clients[i], "c", 0, [_mem("c", f"w{i}", 1, 1, "x")])
+                outcome.append("win")
+            except Conflict:
+                outcome.append("conflict")
+
+        threads = [threading.Thread(target=write, args=(i,)) for i in range(len(clients))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        try:
+            assert sorted(outcome) == ["conflict", "conflict", "win"]
+            assert clients[1].get_cube("c").head == 1 and len(clients[2].read_log("c")) == 1
+        finally:
+            for c in clients:
+                c.close()
+
+
+def shared_kernels_scenario(open_home: Any) -> None:
+    """Two kernels (two homes) on one shared backend see each other's writes, indexes catching up.
+
+    ``open_home(name) -> MemOS`` opens a kernel on the backend under test with its own home folder."""
+    one, two = open_home("one"), open_home("two")
+    try:
+        cube = one.create_cube("team", owner="alice")
+        m = cube.add("Alice moved to Lisbon in 2023", metadata={"session": 3})
+        cube.add_many(["Bob likes pizza with pineapple", "Carol plays the cello"])
+        assert cube.search("where does alice live?", top_k=1)[0].memory.id == m.id
+        cube.update(m.id, "Alice moved to Porto in 2025")
+        assert cube.rollback(m.id, 1).text == "Alice moved to Lisbon in 2023"
+
+        other = two.cube("team")  # a second kernel, another home, the same store
+        assert other.get(m.id).version == 3 and [v.version for v in other.history(m.id)] == [1, 2, 3]
+        assert other.search("who plays an instrument?", top_k=1)[0].memory.text == "Carol plays the cello"
+        # the first kernel writes again: the second one's loaded index catches up from the log
+        new = cube.add("Dave keeps bees on the roof")
+        assert other.search("beekeeping on the roof", top_k=1)[0].memory.id == new.id
+        assert other.head == cube.head == 5
+        # and the other way round, through the same optimistic head check
+        other.update(new.id, "Dave keeps bees in the garden")
+        assert cube.search("bees garden", top_k=1)[0].memory.version == 2
+        # dropped and recreated by one kernel: the other must not serve its stale index
+        one.delete_cube("team")
+        fresh = one.create_cube("team", owner="alice")
+        fresh.add("Erin repairs bicycles")
+        assert [h.memory.text for h in two.cube("team").search("bicycle repair", top_k=5)] == ["Erin repairs bicycles"]
+    finally:
+        one.close()
+        two.close()

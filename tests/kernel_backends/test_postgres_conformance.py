@@ -7,7 +7,6 @@ them): a silently skipped shared backend is how regressions ship.
 from __future__ import annotations
 
 import os
-import threading
 import uuid
 
 import psycopg
@@ -15,10 +14,10 @@ import pytest
 
 import kernel_backends.postgres as postgres_module
 from kernel_backends.postgres import PostgresBackend
-from memos.errors import BackendError, Conflict
+from memos.errors import BackendError
 from memos.models import MemCube
 from memos.plugins import get_manager
-from memos.testing.conformance import BackendConformance, _commit, _mem
+from memos.testing.conformance import SharedBackendConformance, _commit, _mem
 
 pytestmark = pytest.mark.services
 
@@ -44,48 +43,16 @@ def postgres_url():
     admin.close()
 
 
-class TestPostgresConformance(BackendConformance):
+class TestPostgresConformance(SharedBackendConformance):
+    @pytest.fixture
+    def connect(self, postgres_url):
+        return lambda: PostgresBackend(postgres_url)
+
     @pytest.fixture
     def backend(self, postgres_url):
         b = PostgresBackend(postgres_url)
         yield b
         b.close()
-
-
-def test_reopen_keeps_everything(postgres_url):
-    b = PostgresBackend(postgres_url)
-    b.put_cube(MemCube(name="c", owner="o"), create=True)
-    _commit(b, "c", 0, [_mem("c", "a", 1, 1, "one")])
-    b.close()
-    b2 = PostgresBackend(postgres_url)
-    assert b2.get_cube("c").head == 1 and b2.get_memories("c", ["a"])[0].text == "one"
-    b2.close()
-
-
-def test_two_clients_race_on_one_head(postgres_url):
-    """Separate pools (as separate kernels have): exactly one writer wins each head."""
-    clients = [PostgresBackend(postgres_url) for _ in range(3)]
-    clients[0].put_cube(MemCube(name="c", owner="o"), create=True)
-    barrier = threading.Barrier(len(clients))
-    outcome: list[str] = []
-
-    def write(i: int) -> None:
-        barrier.wait()
-        try:
-            _commit(clients[i], "c", 0, [_mem("c", f"w{i}", 1, 1, "x")])
-            outcome.append("win")
-        except Conflict:
-            outcome.append("conflict")
-
-    threads = [threading.Thread(target=write, args=(i,)) for i in range(len(clients))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(outcome) == ["conflict", "conflict", "win"]
-    assert clients[1].get_cube("c").head == 1 and len(clients[2].read_log("c")) == 1
-    for c in clients:
-        c.close()
 
 
 def test_bad_schema_and_unreachable_server_are_backend_errors():
@@ -111,33 +78,13 @@ def test_kernel_on_postgres_shared_by_two_homes(postgres_url, postgres_plugin, t
     from memos.config import load_settings
     from memos.kernel import open_kernel
     from memos.sdk import MemOS
+    from memos.testing.conformance import shared_kernels_scenario
 
     def open_home(name: str) -> MemOS:
         settings = load_settings(tmp_path / name, storage={"backend": "postgres", "url": postgres_url})
         return MemOS(open_kernel(settings))
 
-    one, two = open_home("one"), open_home("two")
-    try:
-        cube = one.create_cube("team", owner="alice")
-        m = cube.add("Alice moved to Lisbon in 2023", metadata={"session": 3})
-        cube.add_many(["Bob likes pizza with pineapple", "Carol plays the cello"])
-        assert cube.search("where does alice live?", top_k=1)[0].memory.id == m.id
-        cube.update(m.id, "Alice moved to Porto in 2025")
-        assert cube.rollback(m.id, 1).text == "Alice moved to Lisbon in 2023"
-
-        other = two.cube("team")  # a second kernel, another home, the same store
-        assert other.get(m.id).version == 3 and [v.version for v in other.history(m.id)] == [1, 2, 3]
-        assert other.search("who plays an instrument?", top_k=1)[0].memory.text == "Carol plays the cello"
-        # the first kernel writes again: the second one's loaded index catches up from the log
-        new = cube.add("Dave keeps bees on the roof")
-        assert other.search("beekeeping on the roof", top_k=1)[0].memory.id == new.id
-        assert other.head == cube.head == 5
-        # and the other way round, through the same head check
-        other.update(new.id, "Dave keeps bees in the garden")
-        assert cube.search("bees garden", top_k=1)[0].memory.version == 2
-    finally:
-        one.close()
-        two.close()
+    shared_kernels_scenario(open_home)
 
 
 def test_libpq_options_in_the_url_reach_the_server(postgres_url):

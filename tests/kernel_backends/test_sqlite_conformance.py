@@ -13,8 +13,8 @@ class TestSqliteConformance(BackendConformance):
 
 
 def test_reopen_keeps_everything(tmp_path):
-    from memos.testing.conformance import _commit, _mem
     from memos.models import MemCube
+    from memos.testing.conformance import _commit, _mem
 
     b = SqliteBackend(tmp_path / "m.db")
     b.put_cube(MemCube(name="c", owner="o"), create=True)

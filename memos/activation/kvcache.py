@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from memos.engines.kv import KVCache, ModelFingerprint, _shape_problem, token_ids_sha256
+from memos.engines.vllm import PREFIX_FORMAT, PrefixHandle  # no vllm import: value object only
 from memos.errors import CorruptPayload, ModelMismatch
 
 if TYPE_CHECKING:
@@ -194,3 +195,29 @@ def _read_tensors(path: Path, data: bytes, n_layers: int) -> tuple[tuple[torch.T
     if set(tensors) != expected_names:
         raise CorruptPayload(str(path), f"expected tensors k.0..v.{n_layers - 1}, found {len(tensors)}")
     return tuple((tensors[f"k.{i}"], tensors[f"v.{i}"]) for i in range(n_layers))
+
+
+def save_prefix(handle: PrefixHandle, path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Write a vLLM prefix handle (format ``vllm-prefix``: token ids, no tensors); returns the same
+    payload record as :func:`save_kv`."""
+    data = handle.to_bytes()
+    _atomic_write(Path(path), data)
+    return {
+        "format": PREFIX_FORMAT,
+        "bytes": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "tokens": handle.tokens,
+        "tokens_sha256": handle.tokens_sha256,
+        "model": handle.fingerprint.model_dump(),
+    }
+
+
+def load_prefix(path: str | os.PathLike[str], expected: ModelFingerprint, sha256: str | None = None) -> PrefixHandle:
+    """Read a handle written by :func:`save_prefix`; same checks and errors as :func:`load_kv`."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise CorruptPayload(str(path), f"cannot read: {exc.strerror or exc}") from exc
+    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256.lower():
+        raise CorruptPayload(str(path), "sha256 of file does not match the recorded hash")
+    return PrefixHandle.from_bytes(data, expected, source=str(path))

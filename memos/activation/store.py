@@ -19,7 +19,8 @@ import tempfile
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from memos.activation.kvcache import FORMAT, load_kv, save_kv
+from memos.activation.kvcache import FORMAT, load_kv, load_prefix, save_kv, save_prefix
+from memos.engines.vllm import PREFIX_FORMAT, PrefixHandle
 from memos.errors import InvalidInput, ModelMismatch
 from memos.kernel.kernel import NewMemory, new_memory
 from memos.models import DerivedFrom, Memory
@@ -51,10 +52,12 @@ class ActivationMemory:
     # ------------------------------------------------------------------------------- writing
     def _store(self, cube: str, engine: Any, text: str) -> dict[str, Any]:
         cache = engine.build_kv(text, chat=True)
+        # KV tensors (local engine) or a prefix handle (vllm: ids whose KV vLLM keeps cached).
+        save = save_prefix if isinstance(cache, PrefixHandle) else save_kv
         fd, tmp = tempfile.mkstemp(suffix=".kv.safetensors")
         os.close(fd)
         try:
-            record = save_kv(cache, tmp)
+            record = save(cache, tmp)
             blob = self.kernel.blobs.put_file(cube, tmp)
         finally:
             os.unlink(tmp)
@@ -105,10 +108,10 @@ class ActivationMemory:
                         source="migrate", principal=principal)
 
     # ------------------------------------------------------------------------------- reading
-    def load(self, cube: str, memory: Memory, engine: Any) -> KVCache:
+    def load(self, cube: str, memory: Memory, engine: Any) -> KVCache | PrefixHandle:
         if memory.kind != "activation" or memory.payload is None:
             raise InvalidInput(f"memory {memory.id!r} is {memory.kind}, not an activation memory", field="kv")
-        if memory.payload.format != FORMAT:
+        if memory.payload.format not in (FORMAT, PREFIX_FORMAT):
             raise InvalidInput(f"payload format {memory.payload.format!r} is not a KV cache", field="kv")
         fp = engine.fingerprint()
         if memory.payload.model is not None and memory.payload.model != fp.model_dump():
@@ -117,10 +120,16 @@ class ActivationMemory:
         cache = self.pool.get(key)
         if cache is None:
             with span("activation.load", cube=cube, kind="activation"):
-                path = self.kernel.blobs.local_path(memory.payload.uri)
-                cache = load_kv(path, fp, sha256=memory.payload.sha256)
+                cache = self._read(memory, fp)
                 self.pool.put(key, cache, cache.nbytes)
         return cache
+
+    def _read(self, memory: Memory, fp: Any) -> KVCache | PrefixHandle:
+        """The payload from the disk tier, verified (sha256, fingerprint); KV tensors or a vLLM prefix."""
+        assert memory.payload is not None
+        path = self.kernel.blobs.local_path(memory.payload.uri)
+        load = load_prefix if memory.payload.format == PREFIX_FORMAT else load_kv
+        return load(path, fp, sha256=memory.payload.sha256)
 
     def prefetch(self, cube: str, engine: Any, *, principal: str | None = None) -> int:
         """Make the cube's activation memories resident (most recently written first) while they fit.
@@ -130,14 +139,14 @@ class ActivationMemory:
         rows = self.kernel.backend.scan(cube, with_vectors=False)
         fp = engine.fingerprint().model_dump()
         candidates = sorted((m for m, _ in rows if m.kind == "activation" and m.payload is not None
-                             and m.payload.format == FORMAT and m.payload.model == fp),
+                             and m.payload.format in (FORMAT, PREFIX_FORMAT) and m.payload.model == fp),
                             key=lambda m: m.updated_at, reverse=True)
         loaded = 0
         for m in candidates:
             key = self._key(cube, m.payload)
             if key in self.pool:
                 continue
-            cache = load_kv(self.kernel.blobs.local_path(m.payload.uri), engine.fingerprint(), m.payload.sha256)
+            cache = self._read(m, engine.fingerprint())
             if not self.pool.put(key, cache, cache.nbytes):
                 break
             loaded += 1

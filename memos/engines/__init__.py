@@ -13,10 +13,11 @@ from memos.engines.base import AdapterRef, Engine, Generation
 
 if TYPE_CHECKING:
     from memos.engines.local import LocalEngine
+    from memos.engines.vllm import VLLMEngine
 
-__all__ = ["AdapterRef", "Engine", "Generation", "LocalEngine"]
+__all__ = ["AdapterRef", "Engine", "Generation", "LocalEngine", "VLLMEngine"]
 
-_LAZY = {"LocalEngine": "memos.engines.local"}
+_LAZY = {"LocalEngine": "memos.engines.local", "VLLMEngine": "memos.engines.vllm"}
 
 
 def __getattr__(name: str) -> Any:

@@ -188,6 +188,9 @@ class VLLMEngine:
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         # Pinning OpenMP threads to cores fights other processes on a shared machine.
         os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
+        # vLLM logs to stdout at INFO by default; memos' CLI and benchmarks print JSON there.
+        os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
         if kv_cache_space_gib is not None:
             os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(kv_cache_space_gib)
         else:
@@ -454,7 +457,9 @@ class VLLMEngine:
         ttft_ms: float | None = None
         final: Any = None
         with self._lock:
-            self._engine.add_request(request_id, TokensPrompt(prompt_token_ids=ids), params)
+            # vLLM 0.32 deprecates raw prompts in add_request in favour of rendered ones.
+            prompt = self._engine.renderer.render_cmpl([TokensPrompt(prompt_token_ids=ids)])[0]
+            self._engine.add_request(request_id, prompt, params)
             try:
                 while self._engine.has_unfinished_requests():
                     for out in self._engine.step():
@@ -470,6 +475,8 @@ class VLLMEngine:
                 raise
         if final is None or ttft_ms is None:
             raise RuntimeError(f"vLLM finished request {request_id} without output")
+        if list(final.prompt_token_ids or []) != ids:  # the prefix contract: ids go in unchanged
+            raise RuntimeError(f"vLLM changed the prompt ids of request {request_id}")
         completion = final.outputs[0]
         out_ids = [int(t) for t in completion.token_ids]
         stopped = bool(out_ids) and out_ids[-1] in self._stop_ids

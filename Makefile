@@ -20,6 +20,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e ".[dev,llm,redis,postgres,ray]"
 	# the plugin template doubles as the third-party plugin the tests load
 	$(BIN)/pip install -q -e plugins/template
+	# first-party method plugins, packaged like third-party ones
+	$(BIN)/pip install -q -e plugins/chatdb -e plugins/l2mac
 	touch $(STAMP)
 
 $(VSTAMP): pyproject.toml

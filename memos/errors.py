@@ -11,6 +11,7 @@
     │   └── VersionNotFound
     ├── AlreadyExists
     │   └── CubeExists
+    ├── Unauthenticated         no valid API key (REST / MCP)
     ├── AccessDenied            a principal without the needed access to a cube
     ├── Conflict                optimistic concurrency: the cube head moved under a writer
     ├── HomeLocked              another process holds the embedded home
@@ -106,6 +107,15 @@ class AlreadyExists(MemosError):
 class CubeExists(AlreadyExists):
     def __init__(self, cube: str) -> None:
         super().__init__(f"cube {cube!r} already exists", cube=cube)
+
+
+class Unauthenticated(MemosError):
+    """No API key, or one that is malformed, unknown or revoked (HTTP 401)."""
+
+    status_code = 401
+
+    def __init__(self, message: str = "a valid API key is required: Authorization: Bearer <key>") -> None:
+        super().__init__(message)
 
 
 class AccessDenied(MemosError):
@@ -209,6 +219,7 @@ __all__ = sorted(
         "ModelMismatch",
         "NotFound",
         "PluginError",
+        "Unauthenticated",
         "VersionNotFound",
     ]
 )

@@ -63,7 +63,10 @@ def parse_time(value: object, field: str = "time") -> datetime | None:
     if isinstance(value, datetime):
         dt = value
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        dt = datetime.fromtimestamp(float(value), timezone.utc)
+        try:
+            dt = datetime.fromtimestamp(float(value), timezone.utc)
+        except (OverflowError, OSError, ValueError) as exc:
+            raise InvalidInput(f"{field}: {value!r} is not a valid epoch time", field=field) from exc
     elif isinstance(value, str):
         text = value.strip()
         if text.endswith("Z"):
@@ -225,13 +228,28 @@ class LogEntry(_Model):
     detail: dict[str, Any] = Field(default_factory=dict)
 
 
+def check_encodable(value: str, field: str) -> None:
+    """Text must be valid Unicode that UTF-8 can encode (no lone surrogates) and free of NUL."""
+    if "\x00" in value:
+        raise InvalidInput(f"{field} contains a NUL character", field=field)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInput(f"{field} is not valid Unicode text ({exc.reason})", field=field) from exc
+
+
+def check_int(value: object, field: str, lo: int = 0, hi: int = 2**62) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+        raise InvalidInput(f"{field} must be an integer in {lo}..{hi}, got {value!r}", field=field)
+    return value
+
+
 def check_text(text: object, field: str = "text") -> str:
     if not isinstance(text, str):
         raise InvalidInput(f"{field} must be a string, got {type(text).__name__}", field=field)
     if not text.strip():
         raise InvalidInput(f"{field} is empty", field=field)
-    if "\x00" in text:
-        raise InvalidInput(f"{field} contains a NUL character", field=field)
+    check_encodable(text, field)
     size = len(text.encode("utf-8"))
     if size > MAX_TEXT_BYTES:
         raise InvalidInput(f"{field} is {size} bytes; the limit is {MAX_TEXT_BYTES}", field=field)
@@ -243,6 +261,7 @@ def check_context(context: object) -> str:
         return ""
     if not isinstance(context, str):
         raise InvalidInput(f"context must be a string, got {type(context).__name__}", field="context")
+    check_encodable(context, "context")
     if len(context.encode("utf-8")) > MAX_TEXT_BYTES:
         raise InvalidInput(f"context is over {MAX_TEXT_BYTES} bytes", field="context")
     return context
@@ -263,22 +282,24 @@ def check_metadata(metadata: object) -> dict[str, Any]:
         encoded = json.dumps(metadata, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise InvalidInput(f"metadata is not JSON-serialisable: {exc}", field="metadata") from exc
-    if _has_nul(metadata):
-        raise InvalidInput("metadata contains a NUL character", field="metadata")
+    for text in _strings(metadata):
+        check_encodable(text, "metadata")
     if len(encoded) > MAX_METADATA_BYTES:
         raise InvalidInput(f"metadata is {len(encoded)} bytes; the limit is {MAX_METADATA_BYTES}",
                            field="metadata")
     return json.loads(encoded)
 
 
-def _has_nul(value: Any) -> bool:
+def _strings(value: Any) -> Any:
     if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
+        yield value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _strings(k)
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
 
 
 def check_tags(tags: object) -> list[str]:
@@ -286,6 +307,8 @@ def check_tags(tags: object) -> list[str]:
         return []
     if not isinstance(tags, (list, tuple)) or not all(isinstance(t, str) and t for t in tags):
         raise InvalidInput("tags must be a list of non-empty strings", field="tags")
+    for t in tags:
+        check_encodable(t, "tags")
     return list(tags)
 
 
@@ -305,6 +328,8 @@ __all__ = sorted(
         "SEARCHABLE_STATES",
         "State",
         "check_context",
+        "check_encodable",
+        "check_int",
         "check_metadata",
         "check_tags",
         "check_text",

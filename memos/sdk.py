@@ -41,6 +41,19 @@ def _with_async_twins(*names: str):  # type: ignore[no-untyped-def]
     return deco
 
 
+def check_task_access(kernel: Any, principal: str | None, payload: Any) -> None:
+    from memos.kernel import acl
+
+    if not isinstance(payload, dict):
+        raise InvalidInput("task payload must be an object", field="payload")
+    if principal is None:
+        return
+    cube = payload.get("cube")
+    if not isinstance(cube, str):
+        raise InvalidInput("a principal's task must name the cube it works on", field="payload")
+    acl.check(kernel.get_cube(cube, principal=principal), principal, "write")
+
+
 def _item(entry: Any) -> Any:
     """Accept ``"text"`` or a mapping with text/metadata/tags/event_time/expires_at."""
     if isinstance(entry, str):
@@ -141,6 +154,7 @@ class Cube:
                        tags: list[str] | None = None) -> Memory:
         """An activation memory: the KV cache of ``text`` (a document, persona, system prompt) for ``engine``."""
         self._writable()
+        self.info()  # access check before loading a model
         return self._mos._activation().add(self.name, text, self._mos.engine(engine), metadata=metadata,
                                            tags=tags, principal=self._p)
 
@@ -274,9 +288,14 @@ class MemOS:
     def engine(self, name: str | None = None) -> Any:
         """The model engine ``name`` (default from settings), loaded once per process."""
         from memos.engines.registry import get_engine
+        from memos.plugins import registry
 
         settings = self._kernel.settings
-        return get_engine(name or settings.engine, settings.models_dir)
+        name = name or settings.engine
+        if name not in registry("engines"):
+            raise InvalidInput(f"unknown engine {name!r} (installed: {', '.join(sorted(registry('engines')))})",
+                               field="engine")
+        return get_engine(name, settings.models_dir)
 
     def _activation(self) -> Any:
         from memos.activation.store import ActivationMemory
@@ -293,6 +312,7 @@ class MemOS:
         Returns a ``Generation`` (``text``, ``ttft_ms``, ``used``)."""
         from memos.generation import generate
 
+        self._kernel.get_cube(cube, principal=self.principal)  # before loading a model
         return generate(self._kernel, self._activation(), self.engine(engine), cube, prompt, kv=kv or (),
                         adapters=adapters or (), retrieve=retrieve, top_k=top_k, max_tokens=max_tokens,
                         principal=self.principal)
@@ -312,19 +332,19 @@ class MemOS:
 
     def register_task_handlers(self, q: Any) -> None:
         """The task kinds this kernel runs: ``migrate``, ``sweep_expired``, ``prefetch``."""
-        admin = MemOS(self._kernel, None, _owner=False)
-        q.register("migrate", lambda p: MemOS(self._kernel, p.get("principal"), _owner=False).migrate(
-            p["cube"], p["id"], p["to"], engine=p.get("engine")))
-        q.register("sweep_expired", lambda p: admin.cube(p["cube"]).sweep_expired())
-        q.register("prefetch", lambda p: admin._prefetch(p["cube"]))
+        def as_(p: dict[str, Any]) -> MemOS:
+            return MemOS(self._kernel, p.get("principal"), _owner=False)
+
+        q.register("migrate", lambda p: as_(p).migrate(p["cube"], p["id"], p["to"], engine=p.get("engine")))
+        q.register("sweep_expired", lambda p: as_(p).cube(p["cube"]).sweep_expired())
+        q.register("prefetch", lambda p: as_(p)._prefetch(p["cube"]))
 
     def submit(self, kind: str, payload: dict[str, Any], key: str | None = None) -> str:
         """Queue background work (``migrate``, ``sweep_expired``, ``prefetch`` ...); returns the task id.
-        The same ``key`` twice runs once."""
-        if kind == "migrate":
-            self._kernel.get_cube(payload.get("cube", ""), principal=self.principal)
-            payload = {**payload, "principal": self.principal}
-        return self.tasks().submit(kind, payload, key=key)
+        The same ``key`` twice runs once. The principal needs write access to the payload's cube: the
+        task runs later, so access is checked now."""
+        check_task_access(self._kernel, self.principal, payload)
+        return self.tasks().submit(kind, {**payload, "principal": self.principal}, key=key)
 
     def _after_query(self, cube: str) -> None:
         """Prefetch on query: if this process already runs a model engine and the cube has activation
@@ -345,6 +365,7 @@ class MemOS:
     def migrate(self, cube: str, memory_id: str | list[str], to: str, *, engine: str | None = None) -> Memory:
         """Move a memory to another kind: ``plaintext`` <-> ``activation``. A list of ids with
         ``to="activation"`` builds one KV prefix over all of them (a new memory deriving from each)."""
+        self._kernel.get_cube(cube, principal=self.principal)  # before loading a model
         act = self._activation()
         if isinstance(memory_id, list):
             if to != "activation":

@@ -208,10 +208,10 @@ class ClusterMemOS(MemOS):
 
     def submit(self, kind: str, payload: dict[str, Any], key: str | None = None) -> str:
         """Queue background work on the cluster's Redis Streams queue (any worker runs it)."""
-        if kind == "migrate":
-            self._kernel.get_cube(payload.get("cube", ""), principal=self.principal)
-            payload = {**payload, "principal": self.principal}
-        return self._queue().submit(kind, payload, key=key)
+        from memos.sdk import check_task_access
+
+        check_task_access(self._kernel, self.principal, payload)
+        return self._queue().submit(kind, {**payload, "principal": self.principal}, key=key)
 
     def tasks(self) -> Any:
         return self._queue()

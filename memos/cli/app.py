@@ -281,6 +281,9 @@ def build_app() -> typer.Typer:
     app.command("migrate")(migrate)
     app.add_typer(eval_app, name="eval")
     app.add_typer(plugins_app, name="plugins")
+    from memos.server.cli import register as register_server_commands
+
+    register_server_commands(app)
     from memos.plugins import get_manager
 
     get_manager().hook.memos_register_commands(app=app)

@@ -42,6 +42,8 @@ from memos.models import (
     Provenance,
     State,
     check_context,
+    check_encodable,
+    check_int,
     check_metadata,
     check_tags,
     check_text,
@@ -180,6 +182,8 @@ class Kernel:
             raise InvalidInput("owner must be a non-empty string", field="owner")
         if not isinstance(description, str):
             raise InvalidInput("description must be a string", field="description")
+        check_encodable(description, "description")
+        check_encodable(owner, "owner")
         try:
             pol = policy if isinstance(policy, CubePolicy) else CubePolicy.model_validate(policy or {})
         except ValueError as exc:
@@ -487,8 +491,7 @@ class Kernel:
 
     def rollback(self, name: str, memory_id: str, version: int, *, principal: str | None = None) -> Memory:
         """Write a new version equal to ``version`` (history is never rewritten)."""
-        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-            raise InvalidInput(f"version must be a positive integer, got {version!r}", field="version")
+        check_int(version, "version", lo=1)
         with span("rollback", cube=name, items=1):
             state = self._state(name, refresh=self.backend.shared)
             acl.check(state.cube, principal, "write")
@@ -543,6 +546,10 @@ class Kernel:
             acl.check(state.cube, principal, "read")
             if not isinstance(memory_id, str) or not memory_id:
                 raise InvalidInput("memory id must be a non-empty string", field="id")
+            if version is not None:
+                check_int(version, "version", lo=1)
+            if at_commit is not None:
+                check_int(at_commit, "at_commit")
             found = self.backend.get_memories(name, [memory_id], version=version, at_commit=at_commit)[0]
             if found is None:
                 if version is not None and self.backend.get_memories(name, [memory_id])[0] is not None:
@@ -576,6 +583,9 @@ class Kernel:
 
     def log(self, name: str, *, after: int = 0, limit: int | None = None,
             principal: str | None = None) -> list[LogEntry]:
+        check_int(after, "after")
+        if limit is not None:
+            check_int(limit, "limit", lo=1)
         with span("log", cube=name):
             state = self._state(name, refresh=self.backend.shared)
             acl.check(state.cube, principal, "read")

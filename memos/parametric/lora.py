@@ -30,11 +30,14 @@ from memos.errors import InvalidInput
 from memos.parametric.artifact import Artifact, fingerprint_dict, read_artifact, write_artifact
 from memos.parametric.distill import (
     Example,
+    anchor_pairs,
     answer_loss,
     batches,
     encode_example,
     examples_from_facts,
+    layer_inputs,
     load_frozen_copy,
+    only_layers_from,
     seeded,
 )
 
@@ -51,24 +54,49 @@ class LoraSettings:
     """LoRA rank r (adapter bytes grow linearly with it)."""
     alpha: float = 32.0
     """LoRA scaling numerator: the update is ``alpha / rank * B @ A``."""
-    lr: float = 2e-3
+    lr: float = 3e-3
     """AdamW learning rate (decays linearly to a tenth over the run)."""
     steps: int = 30
     """Optimizer steps."""
-    batch_size: int = 16
-    """Training pairs per step (pairs are cycled by seeded epochs)."""
+    batch_size: int = 32
+    """Training pairs per step (pairs are cycled by seeded epochs; 4 pairs per memory)."""
     seed: int = 0
     """Seeds the adapter initialisation and the example order."""
     target_modules: tuple[str, ...] = ALL_LINEAR
     """Names of the linear layers that get an adapter."""
-    layers: tuple[int, ...] | None = None
-    """Decoder layers to adapt (None: all)."""
+    layers: tuple[int, ...] | str = "upper-half"
+    """Decoder layers to adapt: ``"upper-half"`` (default), ``"all"`` or explicit indices. Adapting
+    only upper layers lets training run the frozen lower layers once instead of every step (about
+    twice as fast); short facts are memorised as well either way on SmolLM2-135M (benchmark)."""
     max_grad_norm: float = 1.0
     """Gradient clipping."""
+    anchors: int = 24
+    """Everyday prompts whose base-model answers are trained alongside (0: none); they keep the
+    adapter from changing unrelated answers (see :func:`~memos.parametric.distill.anchor_pairs`)."""
+    anchors_per_step: int = 8
+    """Anchor pairs added to each step's batch."""
+    anchor_tokens: int = 24
+    """Length of the base-model answers used as anchor targets."""
+    anchor_weight: float = 1.0
+    """Weight of the anchor loss against the memories' loss."""
 
     def check(self) -> None:
         if self.rank < 1 or self.steps < 1 or self.batch_size < 1 or not self.lr > 0:
             raise InvalidInput("rank, steps and batch_size must be >= 1 and lr > 0", field="settings")
+        if isinstance(self.layers, str) and self.layers not in ("all", "upper-half"):
+            raise InvalidInput(f"layers must be 'all', 'upper-half' or indices, not {self.layers!r}",
+                               field="layers")
+
+    def layer_indices(self, n_layers: int) -> list[int]:
+        """The adapted layers of an ``n_layers``-layer model, sorted."""
+        if self.layers == "all":
+            return list(range(n_layers))
+        if self.layers == "upper-half":
+            return list(range(n_layers // 2, n_layers))
+        picked = sorted({int(i) for i in self.layers})
+        if not picked or picked[0] < 0 or picked[-1] >= n_layers:
+            raise InvalidInput(f"layers {list(self.layers)} outside 0..{n_layers - 1}", field="layers")
+        return picked
 
 
 @dataclass
@@ -125,9 +153,14 @@ class LoraTrainer:
         encoded = [encode_example(tok, ex) for ex in examples]
         started = time.perf_counter()
         model = load_frozen_copy(self.engine)
+        layers = cfg.layer_indices(model.config.num_hidden_layers)
+        start = layers[0]
+        # Below the first adapted layer everything is frozen: compute its input once.
+        anchors = anchor_pairs(self.engine, cfg.anchors, cfg.anchor_tokens) if cfg.anchors else []
+        hidden = layer_inputs(model, start, encoded) if start > 0 else None
+        anchor_hidden = layer_inputs(model, start, anchors) if start > 0 and anchors else None
         lora = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=0.0, bias="none",
-                          target_modules=list(cfg.target_modules),
-                          layers_to_transform=list(cfg.layers) if cfg.layers is not None else None,
+                          target_modules=list(cfg.target_modules), layers_to_transform=layers,
                           task_type="CAUSAL_LM")
         with seeded(cfg.seed):
             peft_model = get_peft_model(model, lora)
@@ -136,14 +169,17 @@ class LoraTrainer:
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 - 0.9 * s / max(1, cfg.steps - 1))
         causal_lm = peft_model.base_model.model  # the Llama model with LoRA layers injected
         losses: list[float] = []
-        for batch in batches(encoded, min(cfg.batch_size, len(encoded)), cfg.steps, cfg.seed, tok.pad_token_id):
-            loss = answer_loss(causal_lm, batch)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-            opt.step()
-            sched.step()
-            opt.zero_grad(set_to_none=True)
-            losses.append(float(loss.detach()))
+        size = min(cfg.batch_size, len(encoded))
+        with only_layers_from(causal_lm, start):
+            for batch in batches(encoded, size, cfg.steps, cfg.seed, tok.pad_token_id, hidden, anchors=anchors,
+                                 anchor_hidden=anchor_hidden, anchors_per_step=cfg.anchors_per_step):
+                loss = answer_loss(causal_lm, batch, cfg.anchor_weight)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                opt.step()
+                sched.step()
+                opt.zero_grad(set_to_none=True)
+                losses.append(float(loss.detach()))
         report = TrainingReport(steps=cfg.steps, examples=len(examples), seconds=time.perf_counter() - started,
                                 first_loss=losses[0], final_loss=losses[-1], settings=_settings_json(cfg))
         self.last_report = report
@@ -160,7 +196,7 @@ class LoraTrainer:
 def _settings_json(cfg: LoraSettings) -> dict[str, Any]:
     data = asdict(cfg)
     data["target_modules"] = list(cfg.target_modules)
-    data["layers"] = list(cfg.layers) if cfg.layers is not None else None
+    data["layers"] = cfg.layers if isinstance(cfg.layers, str) else list(cfg.layers)
     return data
 
 

@@ -25,17 +25,21 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from memos import plugins
 from memos.errors import InvalidInput, MemosError
+from memos.kernel import acl
 from memos.kernel.kernel import request_scope
 from memos.sdk import Cube, MemOS
-from memos.server.auth import Unauthenticated, resolve_key
+from memos.server.auth import authenticate, key_store
 from memos.server.middleware import (
     BodyLimitMiddleware,
     ErrorBoundaryMiddleware,
+    LoopbackHostMiddleware,
     TelemetryMiddleware,
     error_body,
 )
 from memos.server.schemas import (
+    MAX_INT,
     ActivationIn,
     ArchiveIn,
     BatchIn,
@@ -53,11 +57,14 @@ log = logging.getLogger("memos.server")
 T = TypeVar("T")
 
 _bearer = HTTPBearer(auto_error=False, description="An API key from `memos auth create-key`.")
+_CREDENTIALS = Security(_bearer)
 _MAX_IDEMPOTENCY_KEY = 128
 #: The most items one page of a list or history may hold (the kernel's own limit for list).
 MAX_PAGE = 10_000
 
-AtCommit = Query(None, ge=0, description="Read the cube as it was right after this commit (time travel).")
+AtCommit = Query(None, ge=0, le=MAX_INT,
+                 description="Read the cube as it was right after this commit (time travel).")
+Offset = Query(0, ge=0, le=MAX_INT)
 
 
 # ------------------------------------------------------------------------------------------ errors
@@ -94,12 +101,17 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
                         status_code=422)
 
 
-_HTTP_TYPES = {404: "NotFound", 405: "MethodNotAllowed", 400: "InvalidInput", 413: "PayloadTooLarge"}
+_HTTP_TYPES = {404: "NotFound", 405: "MethodNotAllowed", 413: "PayloadTooLarge"}
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    if exc.status_code == 400:
+        # FastAPI's answer to a body json cannot decode at all (nesting too deep, a 5000-digit number):
+        # as malformed as invalid JSON, so the same 422 and error type.
+        return JSONResponse(error_body("InvalidInput", f"request body could not be parsed: {message}"),
+                            status_code=422)
     if exc.status_code == 404 and message == "Not Found":
         message = f"no route {request.method} {request.url.path}"
     return JSONResponse(error_body(_HTTP_TYPES.get(exc.status_code, "HTTPError"), message),
@@ -107,22 +119,19 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 # -------------------------------------------------------------------------------------------- auth
-def _caller(request: Request,
-            credentials: HTTPAuthorizationCredentials | None = Security(_bearer)) -> MemOS:
+def _caller(request: Request, credentials: HTTPAuthorizationCredentials | None = _CREDENTIALS) -> MemOS:
     """The server's MemOS handle acting as the authenticated principal (sync: runs in a worker thread)."""
     mos: MemOS = request.app.state.mos
-    if credentials is None:
-        if request.app.state.insecure_local:
-            return mos.as_principal(None)  # the local administrator: loopback-only servers (memos serve)
-        raise Unauthenticated()
-    return mos.as_principal(resolve_key(mos, credentials.credentials))
+    key = credentials.credentials if credentials is not None else None
+    return mos.as_principal(authenticate(mos, key, insecure_local=request.app.state.insecure_local))
 
 
 async def _run(request: Request, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run a blocking SDK call in a worker thread, under the request's idempotency key if it has one."""
     key = request.headers.get("idempotency-key")
     if key is not None and not 0 < len(key) <= _MAX_IDEMPOTENCY_KEY:
-        raise InvalidInput(f"Idempotency-Key must be 1-{_MAX_IDEMPOTENCY_KEY} characters", field="Idempotency-Key")
+        raise InvalidInput(f"Idempotency-Key must be 1-{_MAX_IDEMPOTENCY_KEY} characters",
+                           field="Idempotency-Key")
 
     def call() -> T:
         with request_scope(key):
@@ -132,9 +141,19 @@ async def _run(request: Request, fn: Callable[..., T], *args: Any, **kwargs: Any
 
 
 def _cube(mos: MemOS, name: str, at: int | None = None) -> Cube:
-    """A cube handle without an extra round trip: every SDK call checks existence and access itself."""
+    """A cube handle without an extra round trip: every SDK call checks existence and access itself.
+    With ``at`` it reads the cube's head (blocking I/O): call it inside the worker thread."""
     cube = Cube(mos, name)
     return cube.at(at) if at is not None else cube
+
+
+def _precheck(mos: MemOS, cube: str, access: acl.Access, engine: str | None) -> None:
+    """Cheap checks before a model call. Loading an engine takes seconds and gigabytes, so a caller without
+    access to the cube, or naming an engine that is not installed, is refused before that happens."""
+    acl.check(_cube(mos, cube).info(), mos.principal, access)
+    if engine is not None and engine not in plugins.registry("engines"):
+        known = ", ".join(sorted(plugins.registry("engines"))) or "none"
+        raise InvalidInput(f"no engine named {engine!r} (installed: {known})", field="engine")
 
 
 def _page(items: list[Any], offset: int, limit: int) -> dict[str, Any]:
@@ -143,7 +162,7 @@ def _page(items: list[Any], offset: int, limit: int) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------------------- routes
-def _add_routes(app: FastAPI) -> None:  # noqa: C901 - one flat list of routes reads best
+def _add_routes(app: FastAPI) -> None:
     Caller = Depends(_caller)
 
     @app.get("/v1/status", tags=["server"])
@@ -181,10 +200,10 @@ def _add_routes(app: FastAPI) -> None:  # noqa: C901 - one flat list of routes r
         return {"cube": info.model_dump(mode="json"), "principal": body.principal, "access": body.access}
 
     @app.get("/v1/cubes/{cube}/log", tags=["cubes"])
-    async def cube_log(request: Request, cube: str, after: int = Query(0, ge=0),
+    async def cube_log(request: Request, cube: str, after: int = Query(0, ge=0, le=MAX_INT),
                        limit: int | None = Query(None, ge=1, le=MAX_PAGE), at: int | None = AtCommit,
                        mos: MemOS = Caller) -> dict[str, Any]:
-        entries = await _run(request, _cube(mos, cube, at).log, after=after, limit=limit)
+        entries = await _run(request, lambda: _cube(mos, cube, at).log(after=after, limit=limit))
         return {"entries": [e.model_dump(mode="json") for e in entries]}
 
     # ----------------------------------------------------------------------------- memories
@@ -201,17 +220,18 @@ def _add_routes(app: FastAPI) -> None:  # noqa: C901 - one flat list of routes r
         return {"memories": [m.public() for m in await _run(request, _cube(mos, cube).add_many, items)]}
 
     @app.get("/v1/cubes/{cube}/memories", tags=["memories"])
-    async def list_memories(request: Request, cube: str, offset: int = Query(0, ge=0),
+    async def list_memories(request: Request, cube: str, offset: int = Offset,
                             limit: int = Query(100, ge=1, le=MAX_PAGE), include_archived: bool = False,
                             at: int | None = AtCommit, mos: MemOS = Caller) -> dict[str, Any]:
-        ms = await _run(request, _cube(mos, cube, at).list, offset=offset, limit=limit,
-                        include_archived=include_archived)
+        ms = await _run(request, lambda: _cube(mos, cube, at).list(offset=offset, limit=limit,
+                                                                   include_archived=include_archived))
         return {"memories": [m.public() for m in ms], **_page(ms, offset, limit)}
 
     @app.get("/v1/cubes/{cube}/memories/{memory_id}", tags=["memories"])
-    async def get(request: Request, cube: str, memory_id: str, version: int | None = Query(None, ge=1),
-                  at: int | None = AtCommit, mos: MemOS = Caller) -> dict[str, Any]:
-        return (await _run(request, _cube(mos, cube, at).get, memory_id, version=version)).public()
+    async def get(request: Request, cube: str, memory_id: str,
+                  version: int | None = Query(None, ge=1, le=MAX_INT), at: int | None = AtCommit,
+                  mos: MemOS = Caller) -> dict[str, Any]:
+        return (await _run(request, lambda: _cube(mos, cube, at).get(memory_id, version=version))).public()
 
     @app.patch("/v1/cubes/{cube}/memories/{memory_id}", tags=["memories"])
     async def update(request: Request, cube: str, memory_id: str, body: UpdateIn,
@@ -228,11 +248,11 @@ def _add_routes(app: FastAPI) -> None:  # noqa: C901 - one flat list of routes r
         return {**m.public(), "purged": purge}
 
     @app.get("/v1/cubes/{cube}/memories/{memory_id}/history", tags=["memories"])
-    async def history(request: Request, cube: str, memory_id: str, offset: int = Query(0, ge=0),
+    async def history(request: Request, cube: str, memory_id: str, offset: int = Offset,
                       limit: int = Query(100, ge=1, le=MAX_PAGE), at: int | None = AtCommit,
                       mos: MemOS = Caller) -> dict[str, Any]:
         """Versions of a memory, oldest first, one page at a time."""
-        versions = await _run(request, _cube(mos, cube, at).history, memory_id)
+        versions = await _run(request, lambda: _cube(mos, cube, at).history(memory_id))
         page = versions[offset:offset + limit]
         return {"id": memory_id, "versions": [v.public() for v in page], "total": len(versions),
                 **_page(page, offset, limit)}
@@ -257,10 +277,11 @@ def _add_routes(app: FastAPI) -> None:  # noqa: C901 - one flat list of routes r
     async def search(request: Request, cube: str, body: SearchIn, at: int | None = AtCommit,
                      mos: MemOS = Caller) -> dict[str, Any]:
         """Hybrid search (dense + BM25, rank-fused) with metadata and time filters."""
+        time_range = tuple(body.time_range) if body.time_range is not None else None
         t0 = time.perf_counter()
-        hits = await _run(request, _cube(mos, cube, at).search, body.query, top_k=body.top_k,
-                          filters=body.filters, include_archived=body.include_archived,
-                          time_range=tuple(body.time_range) if body.time_range is not None else None)
+        hits = await _run(request, lambda: _cube(mos, cube, at).search(
+            body.query, top_k=body.top_k, filters=body.filters, time_range=time_range,
+            include_archived=body.include_archived))
         took_ms = round((time.perf_counter() - t0) * 1000, 3)
         out = []
         for h in hits:
@@ -275,21 +296,48 @@ def _add_routes(app: FastAPI) -> None:  # noqa: C901 - one flat list of routes r
     async def add_activation(request: Request, cube: str, body: ActivationIn,
                              mos: MemOS = Caller) -> dict[str, Any]:
         """Store the KV cache of a text as an activation memory."""
-        m = await _run(request, _cube(mos, cube).add_activation, body.text, engine=body.engine,
-                       metadata=body.metadata, tags=body.tags)
-        return m.public()
+
+        def call() -> Any:
+            _precheck(mos, cube, "write", body.engine)
+            return _cube(mos, cube).add_activation(body.text, engine=body.engine, metadata=body.metadata,
+                                                   tags=body.tags)
+
+        return (await _run(request, call)).public()
 
     @app.post("/v1/cubes/{cube}/migrate", tags=["models"])
     async def migrate(request: Request, cube: str, body: MigrateIn, mos: MemOS = Caller) -> dict[str, Any]:
         """Move a memory to another kind (a list of ids with to=activation: one shared KV prefix)."""
-        return (await _run(request, mos.migrate, cube, body.memory_id, body.to, engine=body.engine)).public()
+
+        def call() -> Any:
+            _precheck(mos, cube, "write", body.engine)
+            return mos.migrate(cube, body.memory_id, body.to, engine=body.engine)
+
+        return (await _run(request, call)).public()
 
     @app.post("/v1/generate", tags=["models"])
     async def generate(request: Request, body: GenerateIn, mos: MemOS = Caller) -> dict[str, Any]:
         """Answer a prompt with a cube's memories: KV prefix + retrieved memories + prompt."""
-        out = await _run(request, mos.generate, body.cube, body.prompt, kv=body.kv, adapters=body.adapters,
-                         retrieve=body.retrieve, top_k=body.top_k, max_tokens=body.max_tokens, engine=body.engine)
-        return out.model_dump(mode="json")
+
+        def call() -> Any:
+            _precheck(mos, body.cube, "read", body.engine)
+            return mos.generate(body.cube, body.prompt, kv=body.kv, adapters=body.adapters,
+                                retrieve=body.retrieve, top_k=body.top_k, max_tokens=body.max_tokens,
+                                engine=body.engine)
+
+        return (await _run(request, call)).model_dump(mode="json")
+
+
+def _mcp(mos: MemOS, insecure_local: bool) -> tuple[Any, Any]:
+    """The MCP endpoint and its lifespan, or (None, None) when the ``mcp`` package is not installed."""
+    try:
+        from memos.server.mcp import McpEndpoint
+    except ImportError as exc:
+        if not (exc.name or "").startswith("mcp"):
+            raise  # a broken memos module, not a missing optional package
+        log.info("MCP over HTTP disabled (%s): pip install 'memos[server]'", exc)
+        return None, None
+    endpoint = McpEndpoint(mos, insecure_local)
+    return endpoint, endpoint.lifespan
 
 
 def create_app(mos: MemOS, *, insecure_local: bool = False, max_body_bytes: int = 2_000_000,
@@ -306,7 +354,10 @@ def create_app(mos: MemOS, *, insecure_local: bool = False, max_body_bytes: int 
 
     if max_body_bytes < 1:
         raise InvalidInput("max_body_bytes must be positive", field="max_body_bytes")
-    app = FastAPI(title="memos", version=memos.__version__,
+    if not insecure_local:
+        key_store(mos)  # fail at start-up, not on every request, when keys cannot be checked (cluster client)
+    mcp_endpoint, lifespan = _mcp(mos, insecure_local) if mcp else (None, None)
+    app = FastAPI(title="memos", version=memos.__version__, lifespan=lifespan,
                   description="A memory operating system for LLM agents: versioned MemCubes over REST.")
     app.state.mos = mos
     app.state.insecure_local = insecure_local
@@ -314,13 +365,14 @@ def create_app(mos: MemOS, *, insecure_local: bool = False, max_body_bytes: int 
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     _add_routes(app)
-    if mcp:
-        from memos.server.mcp import mount_mcp
-
-        mount_mcp(app, mos, insecure_local=insecure_local)
+    if mcp_endpoint is not None:
+        # A route, not a mount: a mount would redirect /mcp to /mcp/, and MCP clients do not follow redirects.
+        app.add_route("/mcp", mcp_endpoint, methods=["GET", "POST", "DELETE"], include_in_schema=False)
     # add_middleware wraps: the last added is the outermost.
     app.add_middleware(ErrorBoundaryMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
+    if insecure_local:
+        app.add_middleware(LoopbackHostMiddleware)
     app.add_middleware(TelemetryMiddleware, tracer_provider=tracer_provider, meter_provider=meter_provider)
     return app
 

@@ -19,7 +19,7 @@ import re
 import secrets
 from typing import TYPE_CHECKING, Any
 
-from memos.errors import InvalidInput, MemosError
+from memos.errors import InvalidInput, Unauthenticated
 from memos.models import utcnow
 
 if TYPE_CHECKING:
@@ -33,17 +33,8 @@ _KEY_RE = re.compile(r"^mk_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
 _PRINCIPAL_RE = re.compile(r"^[^\s\x00]{1,128}$")
 
 
-class Unauthenticated(MemosError):
-    """No API key, or one that is malformed, unknown or revoked (HTTP 401)."""
-
-    status_code = 401
-
-    def __init__(self, message: str = "a valid API key is required: Authorization: Bearer <key>") -> None:
-        super().__init__(message)
-
-
-def _backend(store: MemOS | StorageBackend) -> StorageBackend:
-    """The storage backend behind a MemOS handle (or the backend itself)."""
+def key_store(store: MemOS | StorageBackend) -> StorageBackend:
+    """Where keys live: the storage backend behind a MemOS handle (or the backend itself)."""
     kernel = getattr(store, "_kernel", None)
     backend = getattr(kernel, "backend", None) if kernel is not None else store
     if backend is None or not hasattr(backend, "put_record"):
@@ -68,7 +59,7 @@ def create_key(store: MemOS | StorageBackend, principal: str) -> str:
     key_id = secrets.token_hex(8)
     secret = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode("ascii").rstrip("=")
     key = f"{_PREFIX}_{key_id}_{secret}"
-    _backend(store).put_record(NAMESPACE, key_id, {
+    key_store(store).put_record(NAMESPACE, key_id, {
         "principal": principal,
         "sha256": _digest(key),
         "created_at": utcnow().isoformat(),
@@ -87,7 +78,7 @@ def key_id(key: str) -> str:
 def revoke_key(store: MemOS | StorageBackend, key_or_id: str) -> bool:
     """Delete a key by its id (or the whole key). True if it existed."""
     kid = key_id(key_or_id) if key_or_id.startswith(f"{_PREFIX}_") else key_or_id
-    backend = _backend(store)
+    backend = key_store(store)
     if backend.get_record(NAMESPACE, kid) is None:
         return False
     backend.put_record(NAMESPACE, kid, None)
@@ -99,12 +90,33 @@ def resolve_key(store: MemOS | StorageBackend, key: str) -> str:
     match = _KEY_RE.match(key)
     if match is None:
         raise Unauthenticated("malformed API key")
-    record: dict[str, Any] | None = _backend(store).get_record(NAMESPACE, match.group(1))
+    record: dict[str, Any] | None = key_store(store).get_record(NAMESPACE, match.group(1))
     # compare_digest: the comparison time must not tell an attacker how much of the hash matched.
     if record is None or not hmac.compare_digest(str(record.get("sha256", "")), _digest(key)):
         raise Unauthenticated("unknown or revoked API key")
     return str(record["principal"])
 
 
-__all__ = sorted(["NAMESPACE", "Unauthenticated", "check_principal", "create_key", "key_id", "resolve_key",
-                  "revoke_key"])
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header (None if absent or another scheme)."""
+    if not authorization:
+        return None
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip() or None
+
+
+def authenticate(store: MemOS | StorageBackend, key: str | None, *,
+                 insecure_local: bool = False) -> str | None:
+    """The principal a request acts as: its key's, or the local administrator (None) on an insecure-local
+    server when it sent no key. A key that is sent is always checked, even in insecure-local mode."""
+    if key is None:
+        if insecure_local:
+            return None
+        raise Unauthenticated()
+    return resolve_key(store, key)
+
+
+__all__ = ["NAMESPACE", "Unauthenticated", "authenticate", "bearer_token", "check_principal", "create_key",
+           "key_id", "key_store", "resolve_key", "revoke_key"]

@@ -1,9 +1,9 @@
-"""ASGI middleware of the REST server: telemetry, request-size limit and the 500 boundary.
+"""ASGI middleware of the REST server: telemetry, Host check, request-size limit and the 500 boundary.
 
 All three are plain ASGI callables (not ``BaseHTTPMiddleware``), so they add no task per request and see
 every response, including the ones they or an inner layer produce on error. Stacked outermost first:
-:class:`TelemetryMiddleware` (so 413s and 500s are counted) -> :class:`BodyLimitMiddleware` ->
-:class:`ErrorBoundaryMiddleware` -> the FastAPI router.
+:class:`TelemetryMiddleware` (so 413s and 500s are counted) -> :class:`LoopbackHostMiddleware` (insecure-local
+servers only) -> :class:`BodyLimitMiddleware` -> :class:`ErrorBoundaryMiddleware` -> the FastAPI router.
 """
 
 from __future__ import annotations
@@ -87,6 +87,38 @@ class BodyLimitMiddleware:
             return await receive()  # after the body: disconnect notices, as the app expects
 
         await self.app(scope, replay, send)
+
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def host_name(host_header: str) -> str:
+    """``example.org:8765`` -> ``example.org``; ``[::1]:8765`` -> ``::1``."""
+    if host_header.startswith("["):
+        return host_header[1:host_header.find("]")] if "]" in host_header else host_header
+    return host_header.rsplit(":", 1)[0] if host_header.count(":") == 1 else host_header
+
+
+class LoopbackHostMiddleware:
+    """Refuse requests whose ``Host`` is not a loopback name (insecure-local servers only).
+
+    An insecure-local server trusts whoever can reach it, so it must also refuse DNS rebinding: a web page
+    whose domain re-resolves to 127.0.0.1 reaches the port from the user's browser, but still sends its
+    own domain as ``Host``.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            host = next((v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"host"), "")
+            if host_name(host).lower() not in LOOPBACK_HOSTS:
+                await send_json(send, 400, error_body(
+                    "InvalidInput", f"Host {host!r} is not a loopback name; an insecure-local server only "
+                    "answers 127.0.0.1, ::1 and localhost"))
+                return
+        await self.app(scope, receive, send)
 
 
 class ErrorBoundaryMiddleware:
@@ -176,5 +208,5 @@ class TelemetryMiddleware:
                 self.duration.record(time.perf_counter() - start, labels)
 
 
-__all__ = sorted(["BodyLimitMiddleware", "ErrorBoundaryMiddleware", "TelemetryMiddleware", "error_body",
-                  "send_json"])
+__all__ = ["LOOPBACK_HOSTS", "BodyLimitMiddleware", "ErrorBoundaryMiddleware", "LoopbackHostMiddleware",
+           "TelemetryMiddleware", "error_body", "host_name", "send_json"]

@@ -7,36 +7,68 @@ the kernel, which raises :class:`memos.errors.InvalidInput`: one set of rules fo
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
+#: Largest integer a request may carry: storage backends keep commits and versions as signed 64-bit.
+MAX_INT = 2**63 - 1
+#: Epoch seconds of 0001-01-01 and 9999-12-31: the range a datetime can hold.
+_MIN_EPOCH, _MAX_EPOCH = -62_135_596_800, 253_402_300_799
 #: A point in time: an ISO-8601 string (a date alone is fine) or epoch seconds.
-TimeValue = str | float
+TimeValue = str | Annotated[float, Field(ge=_MIN_EPOCH, le=_MAX_EPOCH, allow_inf_nan=False)]
+#: A commit number or a version.
+Int64 = Annotated[int, Field(ge=0, le=MAX_INT)]
 
 #: Largest ``top_k`` the kernel accepts (``memos.kernel.kernel.MAX_TOP_K``).
 MAX_TOP_K = 1000
+
+
+def _check_unicode(value: Any, where: str = "body") -> None:
+    """Reject lone surrogates (``"\\ud800"`` is valid JSON but not Unicode text): stored, they would break
+    every later response that has to encode them as UTF-8."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            code = ord(value[exc.start])
+            raise ValueError(f"{where} contains an unpaired surrogate (\\u{code:04x})") from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_unicode(key, where)
+            _check_unicode(item, f"{where}.{key}" if isinstance(key, str) else where)
+    elif isinstance(value, list):
+        for item in value:
+            _check_unicode(item, where)
 
 
 class _Body(BaseModel):
     # Unknown keys are rejected: a misspelt field ("metdata") must fail loudly, not be dropped.
     model_config = ConfigDict(extra="forbid")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _unicode_only(cls, data: Any) -> Any:
+        _check_unicode(data)
+        return data
+
 
 class CubeIn(_Body):
-    name: str = Field(description="Cube name: 1-64 characters [a-z0-9._-], starting with a letter or digit.")
+    name: str = Field(min_length=1,
+                      description="Cube name: 1-64 characters [a-z0-9._-], starting with a letter or digit.")
     owner: str | None = Field(None, description="Owning principal; defaults to the caller.")
     description: str = ""
-    policy: dict[str, JsonValue] | None = Field(None, description="CubePolicy fields (default_ttl_s, capacity ...).")
+    policy: dict[str, JsonValue] | None = Field(
+        None, description="CubePolicy fields (default_ttl_s, capacity ...).")
 
 
 class GrantIn(_Body):
-    principal: str
+    principal: str = Field(min_length=1)
     access: Literal["read", "write", "revoke"] = "read"
 
 
 class MemoryIn(_Body):
-    text: str
+    text: str = Field(min_length=1)
     metadata: dict[str, JsonValue] | None = None
     tags: list[str] | None = None
     event_time: TimeValue | None = Field(None, description="Time the fact refers to (ISO-8601 or epoch s).")
@@ -60,11 +92,11 @@ class UpdateIn(_Body):
 
 
 class RollbackIn(_Body):
-    version: int = Field(description="The version to restore (written as a new version).")
+    version: Int64 = Field(description="The version to restore (written as a new version).")
 
 
 class SearchIn(_Body):
-    query: str
+    query: str = Field(min_length=1)
     top_k: int = Field(10, ge=1, le=MAX_TOP_K)
     filters: dict[str, JsonValue] | None = Field(
         None, description="Metadata equality filters; a list value means any-of.")
@@ -80,7 +112,7 @@ class ArchiveIn(_Body):
 
 
 class ActivationIn(_Body):
-    text: str = Field(description="Text whose KV cache becomes an activation memory.")
+    text: str = Field(min_length=1, description="Text whose KV cache becomes an activation memory.")
     engine: str | None = None
     metadata: dict[str, JsonValue] | None = None
     tags: list[str] | None = None
@@ -94,14 +126,14 @@ class MigrateIn(_Body):
 
 class GenerateIn(_Body):
     cube: str
-    prompt: str
+    prompt: str = Field(min_length=1)
     kv: list[str] | None = Field(None, description="Activation memory ids (at most one).")
     adapters: list[str] | None = Field(None, description="Parametric memory ids.")
     retrieve: bool = True
     top_k: int = Field(5, ge=1, le=MAX_TOP_K)
-    max_tokens: int = Field(64, ge=1)
+    max_tokens: int = Field(64, ge=1, le=MAX_INT)
     engine: str | None = None
 
 
-__all__ = sorted(["ActivationIn", "ArchiveIn", "BatchIn", "CubeIn", "GenerateIn", "GrantIn", "MemoryIn", "MigrateIn",
-                  "RollbackIn", "SearchIn", "TimeValue", "UpdateIn"])
+__all__ = ["MAX_INT", "ActivationIn", "ArchiveIn", "BatchIn", "CubeIn", "GenerateIn", "GrantIn", "Int64",
+           "MemoryIn", "MigrateIn", "RollbackIn", "SearchIn", "TimeValue", "UpdateIn"]

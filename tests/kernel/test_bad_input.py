@@ -113,3 +113,31 @@ def test_principal_owns_what_it_creates(mos):
         bob.create_cube("not-bobs", owner="alice")
     with pytest.raises(AccessDenied):
         mos.as_principal("alice").cube("bobs")
+
+
+def test_more_bad_inputs_found_by_fuzzing(seeded):
+    mos, c, m = seeded
+    before = snapshot(mos)
+    for call in (lambda: c.log(after=2**70), lambda: c.get(m.id, version=2**70), lambda: c.rollback(m.id, 2**70),
+                 lambda: c.add("x", event_time=1e300), lambda: c.add("bad \ud800 text"),
+                 lambda: c.add("ok", tags=["\ud800"]), lambda: c.add("ok", metadata={"\ud800": 1}),
+                 lambda: mos.create_cube("desc", description="\ud800")):
+        with pytest.raises(InvalidInput):
+            call()
+    assert snapshot(mos) == before
+
+
+def test_tasks_check_the_submitters_access(seeded):
+    mos, c, m = seeded
+    bob = mos.as_principal("bob")
+    with pytest.raises(AccessDenied):
+        bob.submit("sweep_expired", {"cube": "alice"})
+    with pytest.raises(InvalidInput):
+        bob.submit("sweep_expired", {"no": "cube"})
+    c.grant("bob", "read")
+    with pytest.raises(AccessDenied):  # read access is not enough to make a task write
+        bob.submit("sweep_expired", {"cube": "alice"})
+    with pytest.raises(InvalidInput):
+        mos.generate("alice", "hi", engine="no-such-engine")
+    with pytest.raises(AccessDenied):
+        mos.as_principal("eve").generate("alice", "hi")  # refused before any model loads

@@ -11,7 +11,9 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     from memos.cli.app import build_app
+    from memos.telemetry import configure_from_env
 
+    configure_from_env()  # OTEL_TRACES_EXPORTER=console|otlp: every command's spans are exported
     app = build_app()
     try:
         app(args=argv if argv is not None else sys.argv[1:], prog_name="memos", standalone_mode=True)

@@ -13,6 +13,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 @pytest.mark.parametrize("script,expect", [
     ("quickstart.py", ["after rollback: Alice moved to Lisbon in 2023 (version 3)", "bob after grant:"]),
     ("chat_sessions.py", ["food allergies?  -> user: I'm allergic to peanuts"]),
+    ("langgraph_agent.py", ["bot: you like grilled sardines; you like hiking; your name is Alice"]),
     pytest.param("l2mac_local.py", ["backend: local", "status:", "memories in the cube:"],
                  marks=pytest.mark.slow),
 ])

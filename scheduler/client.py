@@ -40,6 +40,18 @@ class ClusterKernel:
         self._owners: dict[str, str] = {}
         self._handles: dict[str, Any] = {}
         self._lock = threading.Lock()
+        self._backend: Any = None
+
+    @property
+    def backend(self) -> Any:
+        """The cluster's shared Redis store, for records outside cubes (API keys of a REST server in front
+        of the cluster). Cube data always goes through the owning worker."""
+        if self._backend is None:
+            from memos.plugins import lookup
+            from scheduler.actors import storage_url
+
+            self._backend = lookup("backends", "redis")(storage_url(self.config["redis_url"], self.config["prefix"]))
+        return self._backend
 
     # ------------------------------------------------------------------------------ plumbing
     def _ray(self) -> Any:

@@ -127,3 +127,22 @@ def test_background_tasks_run_on_workers(cluster):
         time.sleep(0.2)
     assert cube.get(old.id).state.value == "expired"
     assert mos.status()["queue"]["depth"] == 0
+
+
+def test_rest_server_in_front_of_the_cluster_with_api_keys(cluster):
+    from fastapi.testclient import TestClient
+
+    from memos.server import create_app
+    from memos.server.auth import create_key
+
+    mos = cluster.mos
+    cube, name = fresh_cube(mos)
+    cube.add("served over REST from the cluster")
+    key = create_key(mos, "local-admin-key-holder")
+    client = TestClient(create_app(mos, mcp=False))
+    assert client.post(f"/v1/cubes/{name}/search", json={"query": "served"}).status_code == 401
+    hdr = {"Authorization": f"Bearer {key}"}
+    assert client.post(f"/v1/cubes/{name}/search", json={"query": "served"}, headers=hdr).status_code == 403
+    cube.grant("local-admin-key-holder", "read")
+    res = client.post(f"/v1/cubes/{name}/search", json={"query": "served"}, headers=hdr)
+    assert res.status_code == 200 and res.json()["hits"][0]["text"] == "served over REST from the cluster"

@@ -16,6 +16,11 @@ loss is taken on the answer tokens only (plus the end-of-turn token, so the mode
 The heuristics are deliberately simple and template-based: they are not paraphrase generation, and a
 question phrased very differently from every template is recalled less reliably (the benchmark reports
 held-out phrasings separately).
+
+Also here, shared by the trainers: *anchors* (everyday prompts with the base model's own answers,
+trained alongside so an adapter does not leak its facts into unrelated answers), batching with the
+answer-only loss, running only the upper layers from cached lower-layer states, frozen model copies and
+greedy decoding for the formats the engine cannot apply itself.
 """
 
 from __future__ import annotations

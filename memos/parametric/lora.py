@@ -70,12 +70,12 @@ class LoraSettings:
     twice as fast); short facts are memorised as well either way on SmolLM2-135M (benchmark)."""
     max_grad_norm: float = 1.0
     """Gradient clipping."""
-    anchors: int = 24
+    anchors: int = 16
     """Everyday prompts whose base-model answers are trained alongside (0: none); they keep the
     adapter from changing unrelated answers (see :func:`~memos.parametric.distill.anchor_pairs`)."""
     anchors_per_step: int = 8
     """Anchor pairs added to each step's batch."""
-    anchor_tokens: int = 24
+    anchor_tokens: int = 16
     """Length of the base-model answers used as anchor targets."""
     anchor_weight: float = 1.0
     """Weight of the anchor loss against the memories' loss."""

@@ -197,6 +197,8 @@ class PKMAdapter:
         if not facts:
             raise InvalidInput("no memories to train a memory layer on", field="memory_ids")
         cfg = self.settings
+        if cfg.steps < 1 or cfg.batch_size < 1 or not cfg.lr > 0:
+            raise InvalidInput("steps and batch_size must be >= 1 and lr > 0", field="steps")
         tok = self.engine.tokenizer
         encoded = [encode_example(tok, ex) for ex in examples_from_facts(facts)]
         started = time.perf_counter()

@@ -31,12 +31,15 @@ from typing import TYPE_CHECKING, Any
 
 from memos.errors import InvalidInput
 from memos.kernel.kernel import NewMemory, new_memory
-from memos.models import DerivedFrom, Memory
+from memos.models import SEARCHABLE_STATES, DerivedFrom, Memory
 from memos.parametric.artifact import Artifact, check_model, fingerprint_dict, write_artifact
 from memos.telemetry import span
 
 if TYPE_CHECKING:
     from memos.kernel import Kernel
+    from memos.parametric.lora import LoraSettings
+    from memos.parametric.pkm import PKMSettings
+    from memos.parametric.tokmem import TokMemSettings
 
 #: User-facing format names -> payload formats.
 FORMATS = {"lora": "peft-lora", "tokmem": "tokmem", "pkm": "pkm"}
@@ -47,9 +50,22 @@ _LOADED_MAX = 4
 class ParametricMemory:
     """The parametric-memory service of one kernel (create once, share; see ``kernel.services``)."""
 
-    def __init__(self, kernel: Kernel, cache_dir: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, kernel: Kernel, cache_dir: str | os.PathLike[str] | None = None, *,
+                 lora: LoraSettings | None = None, tokmem: TokMemSettings | None = None,
+                 pkm: PKMSettings | None = None) -> None:
+        """Args:
+            cache_dir: where stored LoRAs are unpacked (default ``<home>/cache/parametric``).
+            lora, tokmem, pkm: default training settings per format (``train``'s arguments override
+                ``steps``, ``rank``, ``lr`` and ``seed``).
+        """
+        from memos.parametric.lora import LoraSettings
+        from memos.parametric.pkm import PKMSettings
+        from memos.parametric.tokmem import TokMemSettings
+
         self.kernel = kernel
         self.cache_dir = Path(cache_dir) if cache_dir else Path(kernel.settings.home) / "cache" / "parametric"
+        self.defaults: dict[str, Any] = {"peft-lora": lora or LoraSettings(), "tokmem": tokmem or TokMemSettings(),
+                                         "pkm": pkm or PKMSettings()}
         # TokMem and PKM run on a frozen copy of the engine's model shared by every such memory:
         # PKM attaches hooks to it while it runs, so one call at a time.
         self._frozen: dict[int, Any] = {}
@@ -95,8 +111,12 @@ class ParametricMemory:
             # The latest version of each source; a memory migrated to parametric is its own source,
             # at the plaintext version it was migrated from.
             refs = (current.payload.model_extra or {}).get("sources", [])
-            sources = [self.kernel.get(cube, r["id"], version=r["version"] if r["id"] == memory_id else None,
-                                       principal=principal) for r in refs]
+            found = [self.kernel.get(cube, r["id"], version=r["version"] if r["id"] == memory_id else None,
+                                     principal=principal) for r in refs]
+            # A deleted (archived) or expired fact is forgotten by retraining.
+            sources = [m for m in found if m.effective_state() in SEARCHABLE_STATES]
+            if not sources:
+                raise InvalidInput(f"every source of {memory_id!r} is deleted or expired", field="memory_ids")
             _check_plaintext(sources)
         else:
             sources = self._sources(cube, memory_ids, principal)
@@ -175,29 +195,26 @@ class ParametricMemory:
                         steps: int | None, rank: int | None, lr: float | None, seed: int) -> Artifact:
         import dataclasses
 
-        if fmt == "peft-lora":
-            from memos.parametric.lora import LoraSettings, LoraTrainer
-
-            base = LoraSettings(seed=seed)
-            changes = {k: v for k, v in {"steps": steps, "lr": lr, "rank": rank}.items() if v is not None}
-            if rank is not None:
-                changes["alpha"] = 2.0 * rank  # keep alpha / rank, the update's scale, as in the defaults
-            return LoraTrainer(engine, dataclasses.replace(base, **changes)).train(facts, sources=refs)
-        if rank is not None:
+        if rank is not None and fmt != "peft-lora":
             raise InvalidInput(f"rank applies to LoRA adapters, not {fmt}", field="rank")
-        overrides = {k: v for k, v in {"steps": steps, "lr": lr}.items() if v is not None}
+        changes: dict[str, Any] = {k: v for k, v in {"steps": steps, "lr": lr, "rank": rank}.items() if v is not None}
+        if rank is not None:
+            changes["alpha"] = 2.0 * rank  # keep alpha / rank, the update's scale, as in the defaults
+        settings = dataclasses.replace(self.defaults[fmt], seed=seed, **changes)
+        if fmt == "peft-lora":
+            from memos.parametric.lora import LoraTrainer
+
+            return LoraTrainer(engine, settings).train(facts, sources=refs)
         with self._lock:
             model = self._frozen_model(engine)
             if fmt == "tokmem":
-                from memos.parametric.tokmem import TokMemSettings, train_tokmem
+                from memos.parametric.tokmem import train_tokmem
 
-                tm = train_tokmem(engine, facts, [r["id"] for r in refs], sources=refs,
-                                  settings=TokMemSettings(seed=seed, **overrides), model=model)
-                return tm.to_artifact()
-            from memos.parametric.pkm import PKMAdapter, PKMSettings
+                names = [r["id"] for r in refs]
+                return train_tokmem(engine, facts, names, sources=refs, settings=settings, model=model).to_artifact()
+            from memos.parametric.pkm import PKMAdapter
 
-            adapter = PKMAdapter(engine, PKMSettings(seed=seed, **overrides), model=model)
-            return adapter.train(facts, sources=refs).to_artifact()
+            return PKMAdapter(engine, settings, model=model).train(facts, sources=refs).to_artifact()
 
     def _frozen_model(self, engine: Any) -> Any:
         from memos.parametric.distill import load_frozen_copy

@@ -90,6 +90,8 @@ class TokMem:
         self.sources: list[dict[str, Any]] = []
         self._embeddings: list[torch.Tensor] = []  # one frozen [dim] vector per token, in order
         self._hidden: dict[str, torch.Tensor] = {}  # query -> final hidden vector (the backbone is frozen)
+        self.training: dict[str, Any] = {"steps": 0, "seconds": 0.0, "final_loss": None}
+        """Totals over every :meth:`add_procedure` call (stored in the artifact's manifest)."""
 
     # ---------------------------------------------------------------------------------- state
     @property
@@ -120,6 +122,8 @@ class TokMem:
             raise InvalidInput("a procedure needs (query, response) examples of non-empty strings",
                                field="examples")
         cfg = self.settings
+        if (steps or cfg.steps) < 1 or not (lr or cfg.lr) > 0:
+            raise InvalidInput("steps must be >= 1 and lr > 0", field="steps")
         tok = self.engine.tokenizer
         new = [(q, r) for q, r in examples]
         prefixes = [self._prefix(q) for q, _ in new]
@@ -160,7 +164,9 @@ class TokMem:
         self.names.append(name)
         self.examples[name] = new
         self._embeddings.append(param.detach().clone())
-        self.last_seconds = time.perf_counter() - started
+        self.training = {"steps": self.training["steps"] + (steps or cfg.steps),
+                         "seconds": self.training["seconds"] + time.perf_counter() - started,
+                         "final_loss": float(loss.detach())}
 
     def _initial(self, name: str, norm: float) -> torch.Tensor:
         """Start from the mean embedding of the name's own tokens (deterministic), at the target norm."""
@@ -231,7 +237,8 @@ class TokMem:
         manifest = {"model": fingerprint_dict(self.engine), "sources": self.sources,
                     "config": {"names": list(self.names),
                                "examples": {n: [list(e) for e in self.examples[n]] for n in self.names},
-                               "settings": asdict(self.settings)}}
+                               "settings": asdict(self.settings)},
+                    "training": dict(self.training)}
         return Artifact(FORMAT, {"embeddings": self.embeddings.clone()}, manifest)
 
     @classmethod
@@ -248,6 +255,7 @@ class TokMem:
         mem.examples = {n: [(q, r) for q, r in config["examples"][n]] for n in names}
         mem._embeddings = [row.clone() for row in table]
         mem.sources = artifact.sources
+        mem.training = {**mem.training, **artifact.manifest.get("training", {})}
         return mem
 
 

@@ -4,9 +4,9 @@
     -> {"facts", "recalled", "swap_ms", "train_s_per_memory", "adapter_bytes", "unrelated_unchanged", ...}
 
 N nonce facts ("Feltre's pet is a purple llama named Wimorl.") that no model can know are added to a
-cube as plaintext memories and distilled into one adapter through the parametric service
-(``ParametricMemory.train(format="lora")``), which commits a ``parametric`` memory; the adapter is
-then resolved from the blob store into a peft folder and used by the local engine.
+cube as plaintext memories and distilled into one adapter with ``cube.train_adapter(format="lora")``,
+which commits a ``parametric`` memory; the adapter is then resolved from the blob store into a peft
+folder and used by the local engine.
 
 * ``recalled``: fraction of facts whose key word appears in the greedy chat answer to the fact's
   question ("What is Feltre's pet?", a question form the trainer builds) with the adapter loaded.
@@ -100,16 +100,15 @@ def _swap_ms(engine, a: str, b: str, repeats: int) -> tuple[float, float]:  # ty
 
 def run(n: int, steps: int, max_tokens: int, repeats: int) -> dict:
     from memos import MemOS
-    from memos.parametric import ParametricMemory
 
     facts = nonce_facts(n)
     with tempfile.TemporaryDirectory(prefix="memos-param-") as home, MemOS.open(home) as mos:
         engine = mos.engine("local")
         cube = mos.create_cube("bench")
         mems = cube.add_many([f["text"] for f in facts])
-        service = ParametricMemory(mos._kernel)
+        service = mos._parametric()
         started = time.perf_counter()
-        ad = service.train("bench", [m.id for m in mems], format="lora", steps=steps, engine=engine)
+        ad = cube.train_adapter([m.id for m in mems], format="lora", steps=steps)
         train_s = time.perf_counter() - started
         folder = str(service.resolve("bench", ad, engine))
         recalled = sum(_hit(engine, f["question"], f["key"], [folder], max_tokens) for f in facts)
@@ -124,7 +123,7 @@ def run(n: int, steps: int, max_tokens: int, repeats: int) -> dict:
             leaks += any(k in out.text.lower() for k in keys)
             same_prefix += next((i for i, (x, y) in enumerate(zip(base_ids, out.token_ids)) if x != y),
                                 min(len(base_ids), len(out.token_ids)))
-        other = service.train("bench", [mems[0].id], format="lora", steps=2, engine=engine)
+        other = cube.train_adapter([mems[0].id], format="lora", steps=2)
         swap, ttft = _swap_ms(engine, folder, str(service.resolve("bench", other, engine)), repeats)
         return {
             "facts": n,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import time
 from datetime import datetime, timezone
 from enum import Enum
@@ -83,8 +84,16 @@ def parse_time(value: object, field: str = "time") -> datetime | None:
     return dt.astimezone(timezone.utc)
 
 
+_ID_LOCK = threading.Lock()
+_last_id = 0
+
+
 def new_id() -> str:
-    """A UUIDv7 string: time-ordered (ms) with 74 random bits, so ids sort by creation."""
+    """A UUIDv7 string: time-ordered (ms) with 74 random bits, so ids sort by creation.
+
+    Monotonic within a process (RFC 9562 §6.2, method 2): an id made in the same millisecond as the
+    previous one is that id + 1 in its random bits, so a batch's ids sort in the order they were made."""
+    global _last_id
     ms = time.time_ns() // 1_000_000
     rand = int.from_bytes(os.urandom(10), "big")
     value = (ms & ((1 << 48) - 1)) << 80
@@ -92,8 +101,22 @@ def new_id() -> str:
     value |= ((rand >> 62) & 0xFFF) << 64
     value |= 0b10 << 62  # RFC 4122 variant
     value |= rand & ((1 << 62) - 1)
+    with _ID_LOCK:
+        if value <= _last_id:
+            value = _next_after(_last_id)
+        _last_id = value
     h = f"{value:032x}"
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def _next_after(value: int) -> int:
+    """The next UUIDv7 after ``value``: +1 over the 74 counter bits (rand_a, rand_b), skipping the
+    version and variant fields; on overflow the timestamp moves on by one millisecond."""
+    ms, rand_a, rand_b = value >> 80, (value >> 64) & 0xFFF, value & ((1 << 62) - 1)
+    counter = ((rand_a << 62) | rand_b) + 1
+    if counter >> 74:
+        ms, counter = ms + 1, 0
+    return (ms << 80) | (0x7 << 76) | ((counter >> 62) << 64) | (0b10 << 62) | (counter & ((1 << 62) - 1))
 
 
 class _Model(BaseModel):
@@ -118,6 +141,10 @@ class CubePolicy(_Model):
     """If set, search multiplies fused scores by a recency factor with this half-life."""
     hints: dict[str, Any] = Field(default_factory=dict)
     """Free-form scheduler hints (placement affinity, residency priority ...)."""
+    reconcile: str = Field("accumulate", pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")
+    """How facts read from conversations meet the cube's existing facts (``cube.add_messages``):
+    ``accumulate`` (keep all), ``update`` (ADD/UPDATE/DELETE/NOOP) or ``invalidate`` (end-date the
+    contradicted fact), or a reconciliation policy a plugin registers (docs/reading.md)."""
 
 
 class MemCube(_Model):

@@ -61,3 +61,15 @@ def cluster(tmp_path_factory):
     yield c
     c.close()
     assert ray_processes() == [], "memos down left Ray processes behind"
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module of many small forward/backward passes (training tests): on a
+    2-core machine shared with other jobs, two OpenMP threads spend most of their time waiting for
+    each other at every op (measured 3-5x slower than one thread here). Restored afterwards."""
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

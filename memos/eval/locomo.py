@@ -117,10 +117,15 @@ def load_locomo(path: str, audit: str | None = None) -> list[Conversation]:
     return convs
 
 
-def _neighbours(turns: list[Turn], i: int) -> str:
-    """The turns just before and after turn ``i`` in the same session: the memory's context."""
-    parts = [turns[j].text for j in (i - 1, i + 1)
-             if 0 <= j < len(turns) and turns[j].session == turns[i].session]
+#: Turns on each side of a turn that form its context. Two (a ~5-turn window) beat one on the dev split:
+#: recall@10 0.762 vs 0.734 (multi-hop 0.448 vs 0.439); three adds nothing more.
+CONTEXT_RADIUS = 2
+
+
+def _neighbours(turns: list[Turn], i: int, radius: int = CONTEXT_RADIUS) -> str:
+    """The turns around turn ``i`` in the same session (``radius`` each side): the memory's context."""
+    parts = [turns[j].text for j in range(i - radius, i + radius + 1)
+             if j != i and 0 <= j < len(turns) and turns[j].session == turns[i].session]
     return "\n".join(parts)
 
 

@@ -71,12 +71,24 @@ def fingerprint_dict(engine_or_fp: Any) -> dict[str, Any]:
     return dict(fp.model_dump() if hasattr(fp, "model_dump") else fp)
 
 
+#: Fingerprint fields that name the runtime, not the base model: a weight delta trained on one base
+#: model applies in any precision and on any engine serving those same weights (local, vLLM).
+RUNTIME_FIELDS = frozenset({"dtype"})
+
+
+def base_model(fp: Any) -> dict[str, Any]:
+    """The base-model identity of a fingerprint: every field but the runtime ones."""
+    d = fingerprint_dict(fp) if fp is not None else {}
+    return {k: v for k, v in d.items() if k not in RUNTIME_FIELDS}
+
+
 def check_model(expected: Any, manifest: dict[str, Any], what: str) -> None:
-    """Raise :class:`ModelMismatch` unless ``manifest["model"]`` equals ``expected``'s fingerprint."""
+    """Raise :class:`ModelMismatch` unless ``manifest["model"]`` names the same base model as
+    ``expected``'s fingerprint (same weights, tokenizer and shape; the runtime dtype may differ)."""
     want = fingerprint_dict(expected)
     got = manifest.get("model")
-    if got != want:
-        raise ModelMismatch(want, got, what=what)
+    if not isinstance(got, dict) or base_model(got) != base_model(want):
+        raise ModelMismatch(base_model(want), base_model(got) if isinstance(got, dict) else got, what=what)
 
 
 def write_artifact(path: str | os.PathLike[str], artifact: Artifact) -> dict[str, Any]:

@@ -357,7 +357,7 @@ def seeded(seed: int) -> Iterator[None]:
 
 
 # ------------------------------------------------------------------------------------ decoding
-def _cache_kwarg(model: Any) -> str:
+def cache_kwarg(model: Any) -> str:
     import inspect
 
     # transformers 5 renamed the forward's `past_key_values` argument to `cache` (as in the engine).
@@ -372,7 +372,7 @@ def greedy_decode(model: Any, ids: Sequence[int], max_tokens: int, stop_ids: set
     from transformers import DynamicCache
 
     cache = DynamicCache(config=model.config)
-    kw = {_cache_kwarg(model): cache, "use_cache": True, "logits_to_keep": 1}
+    kw = {cache_kwarg(model): cache, "use_cache": True, "logits_to_keep": 1}
     with torch.no_grad():
         logits = model(input_ids=torch.tensor([list(ids)], dtype=torch.long), **kw).logits
         if then_embeds is not None:

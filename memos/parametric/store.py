@@ -36,6 +36,7 @@ from memos.parametric.artifact import Artifact, check_model, fingerprint_dict, w
 from memos.telemetry import span
 
 if TYPE_CHECKING:
+    from memos.engines.base import Generation
     from memos.kernel import Kernel
     from memos.parametric.lora import LoraSettings
     from memos.parametric.pkm import PKMSettings
@@ -162,8 +163,9 @@ class ParametricMemory:
 
     def _sources(self, cube: str, memory_ids: Sequence[str] | str, principal: str | None) -> list[Memory]:
         if memory_ids == "all":
-            found = [m for m in self.kernel.list_memories(cube, limit=10_000, principal=principal)
-                     if m.kind == "plaintext"]
+            # In the order they were written (creation time, then id): training order is deterministic.
+            found = sorted((m for m in self.kernel.list_memories(cube, limit=10_000, principal=principal)
+                            if m.kind == "plaintext"), key=lambda m: (m.created_at, m.id))
         elif isinstance(memory_ids, str) or not memory_ids:
             raise InvalidInput("memory_ids must be a non-empty list of ids or 'all'", field="memory_ids")
         else:
@@ -270,14 +272,34 @@ class ParametricMemory:
             return obj
 
     def generate(self, cube: str, memory: Memory, engine: Any, prompt: str, *, max_tokens: int = 64) -> str:
-        """Answer ``prompt`` (a chat user turn) with a TokMem or PKM memory, greedily."""
+        """Answer ``prompt`` (a chat user turn) with one parametric memory, greedily; the text."""
+        return self.generate_with(cube, memory, engine, prompt, max_tokens=max_tokens).text
+
+    def generate_with(self, cube: str, memory: Memory, engine: Any, prompt: str, *,
+                      max_tokens: int = 64) -> Generation:
+        """Answer ``prompt`` with one parametric memory: a LoRA through the engine, a TokMem or PKM
+        memory on the shared frozen model copy (one call at a time). ``used`` names the memory, and
+        for TokMem the procedure token the query was routed to."""
+        import time
+
+        from memos.engines.base import Generation
+
         obj = self.load(cube, memory, engine)
         if isinstance(obj, Path):
-            return str(engine.generate(prompt, adapters=[obj], max_tokens=max_tokens, chat=True).text)
-        with self._lock:  # the shared frozen model: one TokMem / PKM call at a time
+            return engine.generate(prompt, adapters=[obj], max_tokens=max_tokens, chat=True)  # type: ignore[no-any-return]
+        started = time.perf_counter()
+        used: dict[str, Any] = {"engine": engine.name, "adapters": [memory.id],
+                                "format": memory.payload.format if memory.payload else None}
+        with self._lock, span("parametric.generate", cube=cube, kind="parametric"):
             if memory.payload is not None and memory.payload.format == "tokmem":
-                return str(obj.generate(prompt, max_tokens=max_tokens).text)
-            return str(obj.generate(prompt, max_tokens=max_tokens))
+                routed = obj.generate(prompt, max_tokens=max_tokens)
+                text, used["routed_to"] = routed.text, routed.name
+            else:
+                text = obj.generate(prompt, max_tokens=max_tokens)
+        ms = (time.perf_counter() - started) * 1000
+        tokens = len(engine.tokenizer.encode(text, add_special_tokens=False))
+        # Greedy decoding on the frozen copy does not time its first token apart from the rest.
+        return Generation(text=str(text), ttft_ms=ms, total_ms=ms, tokens=tokens, used=used)
 
     @staticmethod
     def _payload(memory: Memory, fmt: str | None, engine: Any) -> Any:

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from memos.errors import InvalidInput
 from memos.parametric.artifact import Artifact, fingerprint_dict, read_artifact
 from memos.parametric.distill import (
-    _cache_kwarg,
+    cache_kwarg,
     end_of_turn,
     examples_from_facts,
     greedy_decode,
@@ -153,7 +153,7 @@ class TokMem:
             for prefix, resp in zip(prefixes, responses):
                 inputs = torch.cat([param[None], embed(resp[:-1])])[None]
                 hidden = decoder(inputs_embeds=inputs, use_cache=True,
-                                 **{_cache_kwarg(decoder): self._cache(prefix)}).last_hidden_state[0]
+                                 **{cache_kwarg(decoder): self._cache(prefix)}).last_hidden_state[0]
                 lm = lm + F.cross_entropy(head(hidden).float(), resp)
             loss = cfg.route_weight * route + lm / len(prefixes)
             loss.backward()
@@ -214,7 +214,7 @@ class TokMem:
         decoder = self.model.get_decoder()
         with torch.no_grad():
             out = decoder(input_ids=torch.tensor([self._ids(query)]), use_cache=True,
-                          **{_cache_kwarg(decoder): cache})
+                          **{cache_kwarg(decoder): cache})
         hidden = out.last_hidden_state[0, -1].clone()
         self._hidden[query] = hidden
         return _Prefix(hidden, [(layer.keys, layer.values) for layer in cache.layers])

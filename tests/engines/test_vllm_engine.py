@@ -44,6 +44,41 @@ def vllm_engine(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> V
     return VLLMEngine(models_dir, kv_store_dir=tmp_path_factory.mktemp("vllm-kv"))
 
 
+LORA_FACT = "Zorblax's pet is a purple llama named Quimby."
+
+
+@pytest.fixture(scope="session")
+def lora_folder(engine: LocalEngine, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A LoRA holding one nonce fact, trained on the local engine (the way memos trains them)."""
+    pytest.importorskip("vllm")
+    from memos.parametric.lora import LoraSettings, LoraTrainer, materialize_lora, save_lora
+
+    root = tmp_path_factory.mktemp("vllm-lora")
+    art = LoraTrainer(engine, LoraSettings(steps=12, anchors=0)).train([LORA_FACT])
+    save_lora(art, root / "a.safetensors")
+    return materialize_lora(root / "a.safetensors", root / "a", engine)
+
+
+def test_lora_memory_is_hot_loaded_per_request(lora_folder: Path, engine: LocalEngine,
+                                               vllm_engine: VLLMEngine) -> None:
+    # First test of the file, lora_folder first: the adapter trains before vLLM starts and binds its
+    # CPU threads (training after that is several times slower).
+    question = "What is Zorblax's pet?"
+    with_lora = vllm_engine.generate(question, adapters=[lora_folder], chat=True, max_tokens=24)
+    base = vllm_engine.generate(question, chat=True, max_tokens=24)
+    again = vllm_engine.generate(question, adapters=[lora_folder], chat=True, max_tokens=24)
+    local = engine.generate(question, adapters=[lora_folder], chat=True, max_tokens=24)
+    print(f"vllm+lora={with_lora.text!r} base={base.text!r} local+lora={local.text!r}")
+    assert "quimby" in with_lora.text.lower() and "quimby" in local.text.lower()
+    assert "quimby" not in base.text.lower()
+    assert again.token_ids == with_lora.token_ids  # the loaded adapter is reused, greedy is stable
+    assert with_lora.used["adapters"] == [str(lora_folder.resolve())] and base.used["adapters"] == []
+    with pytest.raises(ValueError):
+        vllm_engine.generate(question, adapters=[lora_folder, lora_folder], chat=True, max_tokens=2)
+    with pytest.raises(FileNotFoundError):
+        vllm_engine.generate(question, adapters=[lora_folder.parent], chat=True, max_tokens=2)
+
+
 def _report(record_property: Any, **figures: Any) -> None:
     for key, value in figures.items():
         record_property(key, value)
@@ -138,7 +173,7 @@ def test_bad_requests_are_refused(vllm_engine: VLLMEngine, tmp_path: Path) -> No
     handle = PrefixHandle(token_ids=(1, 2, 3), fingerprint=vllm_engine.fingerprint())
     with pytest.raises(ValueError, match="one KV prefix"):
         vllm_engine.generate("x", kv=[handle, handle])
-    with pytest.raises(ValueError, match="adapters"):
+    with pytest.raises(FileNotFoundError, match="adapter_config"):
         vllm_engine.generate("x", adapters=[tmp_path])
     with pytest.raises(ValueError, match="context"):
         vllm_engine.generate_ids([1] * 8190, max_tokens=8)
@@ -180,3 +215,4 @@ def test_exported_kv_is_loaded_back_after_its_blocks_are_gone(
         import_prefix(vllm_engine.kv_store_dir, tmp_path / "doc.kv.safetensors", vllm_engine.fingerprint(), 64)
     for entry in vllm_engine.kv_store_dir.iterdir():  # leave no saved prefix to later tests
         shutil.rmtree(entry)
+

@@ -54,3 +54,12 @@ def test_bad_inputs(tmp_path):
         run_locomo(FIXTURE, conversations=[3])
     with pytest.raises(InvalidInput):
         run_locomo(FIXTURE, top_k=0)
+
+
+def test_turn_context_is_the_surrounding_turns_of_the_same_session():
+    from memos.eval.locomo import Turn, _neighbours
+
+    turns = [Turn(f"D{s}:{i}", "A", f"s{s}t{i}", s, None) for s in (1, 2) for i in range(1, 5)]
+    assert _neighbours(turns, 1).split("\n") == ["s1t1", "s1t3", "s1t4"]  # radius 2, clipped at the start
+    assert _neighbours(turns, 3).split("\n") == ["s1t2", "s1t3"]  # the next session is not context
+    assert _neighbours(turns, 4, radius=1) == "s2t2"

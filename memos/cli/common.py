@@ -55,6 +55,17 @@ class CliState:
 STATE = CliState()
 
 
+def open_cube(mos: Any, name: str) -> Any:
+    """The cube ``name``, created (owned by the handle's principal) if it does not exist yet: plugin
+    commands that keep their state in a cube of the user's choosing start from nothing."""
+    from memos.errors import CubeNotFound
+
+    try:
+        return mos.cube(name)
+    except CubeNotFound:
+        return mos.create_cube(name)
+
+
 def parse_kv(pairs: list[str] | None, field: str) -> dict[str, Any]:
     """``["session=3", "who=alice"]`` -> ``{"session": 3, "who": "alice"}`` (JSON values where they parse)."""
     out: dict[str, Any] = {}

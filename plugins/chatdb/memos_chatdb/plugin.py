@@ -7,22 +7,14 @@ from typing import Any
 import typer
 
 import memos
-from memos.errors import CubeNotFound
 from memos.llm import chat_backend
 
 # Typer reads Optional annotations at runtime.
 
 
-def open_cube(mos: Any, name: str) -> Any:
-    try:
-        return mos.cube(name)
-    except CubeNotFound:
-        return mos.create_cube(name)
-
-
 @memos.hookimpl
 def memos_register_commands(app: Any) -> None:
-    from memos.cli.common import JSON_OPT, STATE, command
+    from memos.cli.common import JSON_OPT, STATE, command, open_cube
 
     chatdb_app = typer.Typer(help="ChatDB: a SQL database as symbolic memory (chain-of-memory).",
                              no_args_is_help=True)

@@ -22,7 +22,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from memos.errors import CubeNotFound, InvalidInput
+from memos.errors import BackendError, CubeNotFound, InvalidInput
 
 NAMESPACE = "memos"
 REGISTRY = "memos-registry"
@@ -128,6 +128,11 @@ class KernelWorker:
         self.kernel.close()
 
 
+#: Redis compare-and-set on a hash field: set ARGV[2] only while the field still holds ARGV[1].
+_CAS = ("if redis.call('hget', KEYS[1], ARGV[1]) == ARGV[2] then "
+        "redis.call('hset', KEYS[1], ARGV[1], ARGV[3]) end return 1")
+
+
 class Registry:
     def __init__(self, config: dict[str, Any]) -> None:
         import redis
@@ -153,21 +158,28 @@ class Registry:
         return {k.decode(): v.decode() for k, v in self.r.hgetall(self.key).items()}
 
     def owner(self, cube: str, hints: dict[str, Any] | None = None) -> str:
-        """The worker owning ``cube``, placing it with the policy if it has none yet."""
-        current = self.r.hget(self.key, cube)
-        if current is not None:
-            return current.decode()
+        """The worker owning ``cube``, placing it with the policy if it has none yet, or if its
+        owner has left the cluster (``memos down`` then ``up`` gives workers new ids: a placement
+        naming a worker that is no longer registered is stale and the cube is placed again)."""
         from memos.plugins import lookup
         from scheduler.placement import WorkerInfo
 
+        current = self.r.hget(self.key, cube)
         workers = self.workers()
+        if current is not None and current.decode() in workers:
+            return current.decode()
+        if not workers:
+            raise BackendError("ray", "the cluster has no kernel workers")
         counts: dict[str, int] = {}
         for w in self.placements().values():
             counts[w] = counts.get(w, 0) + 1
         infos = [WorkerInfo(wid, node=i.get("node", ""), cubes=counts.get(wid, 0),
                             engines=tuple(i.get("engines", ()))) for wid, i in sorted(workers.items())]
         chosen = lookup("policies", self._config.get("placement", "least-loaded"))().choose(cube, infos, hints or {})
-        self.r.hsetnx(self.key, cube, chosen)
+        if current is None:
+            self.r.hsetnx(self.key, cube, chosen)
+        else:  # replace the stale owner only if nobody replaced it meanwhile
+            self.r.eval(_CAS, 1, self.key, cube, current, chosen)
         return self.r.hget(self.key, cube).decode()
 
     def set_owner(self, cube: str, worker_id: str) -> None:

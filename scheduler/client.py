@@ -17,7 +17,7 @@ from memos.config import Settings
 from memos.errors import BackendError, InvalidInput, MemosError
 from memos.models import Memory
 from memos.sdk import Cube, MemOS
-from scheduler.actors import NAMESPACE, REGISTRY, worker_actor_name
+from scheduler.actors import NAMESPACE, worker_actor_name
 
 # Kernel methods whose first positional argument is the cube name.
 _CUBE_SCOPED = frozenset({"get_cube", "delete_cube", "grant", "set_policy", "add_many", "update", "set_state",
@@ -63,7 +63,10 @@ class ClusterKernel:
         with self._lock:
             h = self._handles.get(worker_id)
         if h is None:
-            h = self._ray().get_actor(worker_actor_name(worker_id), namespace=NAMESPACE)
+            try:
+                h = self._ray().get_actor(worker_actor_name(worker_id), namespace=NAMESPACE)
+            except ValueError as exc:  # Ray's "actor not found"
+                raise BackendError("ray", f"worker {worker_id} is unavailable: {exc}") from exc
             with self._lock:
                 self._handles[worker_id] = h
         return h
@@ -92,8 +95,28 @@ class ClusterKernel:
     def call(self, worker_id: str, method: str, *args: Any, **kwargs: Any) -> Any:
         return self._invoke(worker_id, "kernel_call", uuid.uuid4().hex, method, args, kwargs)
 
+    def _routed(self, cube: str, fn: str, *args: Any) -> Any:
+        """Call ``fn`` on the cube's owner. If the owner is gone (it left the cluster, or a restart gave
+        workers new ids), the placement is refreshed and the call retried once on the new owner under
+        the same request id, so a write that did reach the old owner is not applied twice."""
+        wid = self.owner(cube)
+        try:
+            return self._invoke(wid, fn, *args)
+        except BackendError:
+            self._forget_handle(wid)
+            fresh = self.owner(cube, refresh=True)
+            if fresh == wid:
+                raise
+            return self._invoke(fresh, fn, *args)
+
     def sdk_call(self, cube: str, principal: str | None, method: str, *args: Any, **kwargs: Any) -> Any:
-        return self._invoke(self.owner(cube), "sdk_call", uuid.uuid4().hex, principal, method, args, kwargs)
+        return self._routed(cube, "sdk_call", uuid.uuid4().hex, principal, method, args, kwargs)
+
+    def _forget_handle(self, worker_id: str) -> None:
+        with self._lock:
+            self._handles.pop(worker_id, None)
+            for cube in [c for c, w in self._owners.items() if w == worker_id]:
+                del self._owners[cube]
 
     def any_worker(self) -> str:
         workers = sorted(self.workers())
@@ -105,7 +128,7 @@ class ClusterKernel:
     def __getattr__(self, name: str) -> Any:
         if name in _CUBE_SCOPED:
             def routed(cube: str, *args: Any, **kwargs: Any) -> Any:
-                return self.call(self.owner(cube), name, cube, *args, **kwargs)
+                return self._routed(cube, "kernel_call", uuid.uuid4().hex, name, (cube, *args), kwargs)
 
             return routed
         if name in _ANY_WORKER:
@@ -153,9 +176,15 @@ class ClusterKernel:
         self._ray().get(self._reg.set_owner.remote(cube, to))
         with self._lock:
             self._owners[cube] = to
+        released = True
         if src != to:
-            self._invoke(src, "release", cube)
-        return {"cube": cube, "from": src, "to": to, "head": head, "seconds": round(time.perf_counter() - t0, 3)}
+            try:
+                self._invoke(src, "release", cube)
+            except BackendError:  # the old owner is gone: nothing of the cube is resident there
+                self._forget_handle(src)
+                released = False
+        return {"cube": cube, "from": src, "to": to, "head": head, "released": released,
+                "seconds": round(time.perf_counter() - t0, 3)}
 
     def checkpoint(self) -> None:
         for wid in self.workers():

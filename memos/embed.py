@@ -72,6 +72,19 @@ class _QueryCache:
                 self._items.popitem(last=False)
 
 
+def _cached_batch(embedder: Any, texts: Sequence[str]) -> np.ndarray:
+    """Query vectors of many texts in one batch (only the uncached ones are embedded); each is cached, so
+    the searches that follow with these texts embed nothing (memory reading looks up each new fact)."""
+    vecs: list[np.ndarray | None] = [embedder._cache.get(t) for t in texts]
+    missing = [i for i, v in enumerate(vecs) if v is None]
+    if missing:
+        fresh = embedder.embed([texts[i] for i in missing])
+        for i, vec in zip(missing, fresh):
+            embedder._cache.put(texts[i], vec)
+            vecs[i] = vec
+    return np.vstack(vecs) if vecs else np.zeros((0, embedder.dim), dtype=np.float32)
+
+
 class MiniLMEmbedder:
     """all-MiniLM-L6-v2 (384-d, mean pooling), loaded from the package directory; no network."""
 
@@ -159,6 +172,9 @@ class MiniLMEmbedder:
             self._cache.put(text, hit)
         return hit
 
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return _cached_batch(self, texts)
+
 
 class OpenAIEmbedder:
     """Any OpenAI-compatible embeddings endpoint (``POST {base_url}/embeddings``)."""
@@ -207,6 +223,9 @@ class OpenAIEmbedder:
             hit = self.embed([text])[0]
             self._cache.put(text, hit)
         return hit
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return _cached_batch(self, texts)
 
 
 BUILTIN_EMBEDDERS: tuple[type, ...] = (MiniLMEmbedder, OpenAIEmbedder)

@@ -45,9 +45,10 @@ class _Builtins:
 
     @hookspecs.hookimpl
     def memos_register_policies(self) -> list[type]:
+        from memos.reading.reconcile import RECONCILE_POLICIES
         from memos.residency import BUILTIN_POLICIES
 
-        return list(BUILTIN_POLICIES)
+        return [*BUILTIN_POLICIES, *RECONCILE_POLICIES]
 
 
 def _entry_points() -> list[importlib.metadata.EntryPoint]:

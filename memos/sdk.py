@@ -54,6 +54,12 @@ def check_task_access(kernel: Any, principal: str | None, payload: Any) -> None:
     acl.check(kernel.get_cube(cube, principal=principal), principal, "write")
 
 
+def _consolidate_task(mos: MemOS, payload: dict[str, Any]) -> Any:
+    from memos.reading import consolidate_task
+
+    return consolidate_task(mos, payload)
+
+
 def _item(entry: Any) -> Any:
     """Accept ``"text"`` or a mapping with text/metadata/tags/event_time/expires_at."""
     if isinstance(entry, str):
@@ -68,7 +74,8 @@ def _item(entry: Any) -> Any:
 
 
 @_with_async_twins("add", "add_many", "get", "update", "delete", "history", "rollback", "search", "list",
-                   "log", "info", "grant", "sweep_expired", "stats", "add_activation", "archive")
+                   "log", "info", "grant", "sweep_expired", "stats", "add_activation", "archive",
+                   "train_adapter", "retrain_adapter", "add_messages", "consolidate")
 class Cube:
     """A MemCube seen through a :class:`MemOS` handle (and its principal)."""
 
@@ -158,6 +165,58 @@ class Cube:
         return self._mos._activation().add(self.name, text, self._mos.engine(engine), metadata=metadata,
                                            tags=tags, principal=self._p)
 
+    def train_adapter(self, memory_ids: list[str] | str = "all", format: str = "lora", steps: int | None = None,
+                      rank: int | None = None, lr: float | None = None, engine: str | None = None, seed: int = 0,
+                      metadata: dict[str, Any] | None = None, tags: list[str] | None = None) -> Memory:
+        """Distil plaintext memories (ids, or ``"all"``) into a parametric memory: a LoRA adapter
+        (``format="lora"``), TokMem memory tokens (``"tokmem"``) or a product-key memory layer
+        (``"pkm"``) trained on ``engine``'s frozen model. Returns the new memory (kind ``parametric``;
+        its payload and provenance list the source memories and versions)."""
+        self._writable()
+        self.info()  # access check before loading a model
+        return self._mos._parametric().train(self.name, memory_ids, format=format, engine=self._mos.engine(engine),
+                                             steps=steps, rank=rank, lr=lr, seed=seed, metadata=metadata,
+                                             tags=tags, principal=self._p)
+
+    def retrain_adapter(self, memory_id: str, memory_ids: list[str] | str | None = None, format: str | None = None,
+                        steps: int | None = None, engine: str | None = None, seed: int = 0) -> Memory:
+        """Train a parametric memory again, as a new version (by default on the latest versions of its
+        sources: an updated fact is re-learnt, a deleted one forgotten). ``rollback`` restores the
+        previous weights."""
+        self._writable()
+        self.info()
+        return self._mos._parametric().retrain(self.name, memory_id, engine=self._mos.engine(engine),
+                                               memory_ids=memory_ids, format=format, steps=steps, seed=seed,
+                                               principal=self._p)
+
+    def add_messages(self, messages: list[Any], session: str | int | None = None,
+                     event_time: str | datetime | None = None, *, llm: Any = None, reconcile: str | None = None,
+                     window: int = 6, dedup: Any = True, consolidate: bool = False) -> Any:
+        """Read a conversation into memory (docs/reading.md). Every turn is stored first (one memory per
+        turn, ``metadata.memory_type="turn"``); with ``llm`` (``"local"``, an endpoint URL or
+        ``{"endpoint", "model"}``, or a chat backend object) atomic facts are extracted per ``window`` of
+        turns and reconciled by the cube's policy (``policy={"reconcile": "accumulate" | "update" |
+        "invalidate"}``, or ``reconcile=`` for this call). Returns an ``IngestReport``: stored turns, facts
+        added/updated/deleted/invalidated, duplicates merged, failures (recorded, never dropped)."""
+        from memos.reading import add_messages
+
+        self._writable()
+        return add_messages(self._mos, self.name, messages, session=session, event_time=event_time, llm=llm,
+                            reconcile=reconcile, window=window, dedup=dedup, consolidate=consolidate)
+
+    def consolidate(self, *, llm: Any = None, related: float = 0.6, min_group: int = 3, max_group: int = 8,
+                    expire: bool = True, dedup: Any = True, promote_top: int = 0, promote_min_heat: float = 1.0,
+                    engine: str | None = None) -> Any:
+        """Sleep-time consolidation now (``mos.submit("consolidate", {"cube": name})`` queues it): expire,
+        merge duplicates, summarise related facts (sources -> ``merged``), and with ``promote_top`` build
+        the hottest memories into one activation memory. Returns a ``ConsolidationReport``."""
+        from memos.reading import consolidate_cube
+
+        self._writable()
+        return consolidate_cube(self._mos, self.name, llm=llm, related=related, min_group=min_group,
+                                max_group=max_group, expire=expire, dedup=dedup, promote_top=promote_top,
+                                promote_min_heat=promote_min_heat, engine=engine)
+
     def archive(self, ids: list[str]) -> list[Memory]:
         self._writable()
         return self._k.set_state(self.name, ids, State.archived, op="delete", principal=self._p)
@@ -173,6 +232,10 @@ class Cube:
                time_range: tuple[Any, Any] | None = None, include_archived: bool = False) -> list[Hit]:
         hits = self._k.search(self.name, query, top_k=top_k, filters=filters, time_range=time_range,
                               include_archived=include_archived, at_commit=self.at_commit, principal=self._p)
+        if self.at_commit is None:
+            from memos.reading.access import record_hits
+
+            record_hits(self._k, self.name, hits)  # heat for sleep-time promotion (memos.reading)
         self._mos._after_query(self.name)
         return hits
 
@@ -305,6 +368,14 @@ class MemOS:
             services["activation"] = ActivationMemory(self._kernel)
         return services["activation"]
 
+    def _parametric(self) -> Any:
+        from memos.parametric.store import ParametricMemory
+
+        services = self._kernel.services
+        if "parametric" not in services:
+            services["parametric"] = ParametricMemory(self._kernel)
+        return services["parametric"]
+
     def generate(self, cube: str, prompt: str, *, kv: list[str] | None = None, adapters: list[str] | None = None,
                  retrieve: bool = True, top_k: int = 5, max_tokens: int = 64, engine: str | None = None) -> Any:
         """Answer ``prompt`` with the cube's memories: KV prefix + retrieved plaintext + prompt.
@@ -315,7 +386,7 @@ class MemOS:
         self._kernel.get_cube(cube, principal=self.principal)  # before loading a model
         return generate(self._kernel, self._activation(), self.engine(engine), cube, prompt, kv=kv or (),
                         adapters=adapters or (), retrieve=retrieve, top_k=top_k, max_tokens=max_tokens,
-                        principal=self.principal)
+                        principal=self.principal, parametric=self._parametric() if adapters else None)
 
     # ------------------------------------------------------------------------- background
     def tasks(self) -> Any:
@@ -331,13 +402,19 @@ class MemOS:
         return services["tasks"]
 
     def register_task_handlers(self, q: Any) -> None:
-        """The task kinds this kernel runs: ``migrate``, ``sweep_expired``, ``prefetch``."""
+        """The task kinds this kernel runs: ``migrate``, ``train_adapter``, ``sweep_expired``, ``prefetch``,
+        ``consolidate``."""
         def as_(p: dict[str, Any]) -> MemOS:
             return MemOS(self._kernel, p.get("principal"), _owner=False)
 
-        q.register("migrate", lambda p: as_(p).migrate(p["cube"], p["id"], p["to"], engine=p.get("engine")))
+        q.register("migrate", lambda p: as_(p).migrate(p["cube"], p["id"], p["to"], engine=p.get("engine"),
+                                                       format=p.get("format", "lora")))
+        q.register("train_adapter", lambda p: as_(p).cube(p["cube"]).train_adapter(
+            p.get("memory_ids", "all"), format=p.get("format", "lora"), steps=p.get("steps"),
+            engine=p.get("engine")))
         q.register("sweep_expired", lambda p: as_(p).cube(p["cube"]).sweep_expired())
         q.register("prefetch", lambda p: as_(p)._prefetch(p["cube"]))
+        q.register("consolidate", lambda p: _consolidate_task(as_(p), p))
 
     def submit(self, kind: str, payload: dict[str, Any], key: str | None = None) -> str:
         """Queue background work (``migrate``, ``sweep_expired``, ``prefetch`` ...); returns the task id.
@@ -362,17 +439,23 @@ class MemOS:
         engine = self._loaded_engine()
         return 0 if engine is None else self._activation().prefetch(cube, engine)
 
-    def migrate(self, cube: str, memory_id: str | list[str], to: str, *, engine: str | None = None) -> Memory:
-        """Move a memory to another kind: ``plaintext`` <-> ``activation``. A list of ids with
-        ``to="activation"`` builds one KV prefix over all of them (a new memory deriving from each)."""
+    def migrate(self, cube: str, memory_id: str | list[str], to: str, *, engine: str | None = None,
+                format: str = "lora") -> Memory:
+        """Move a memory to another kind: ``plaintext`` <-> ``activation`` | ``parametric``. A list of ids
+        with ``to="activation"`` builds one KV prefix over all of them (a new memory deriving from each).
+        To ``parametric``: a new version carrying weights trained on the memory's text (``format``:
+        ``lora``, ``tokmem`` or ``pkm``); back to ``plaintext`` always works (text and sources kept)."""
         self._kernel.get_cube(cube, principal=self.principal)  # before loading a model
-        act = self._activation()
         if isinstance(memory_id, list):
             if to != "activation":
                 raise InvalidInput("a list of memories can only be migrated to activation", field="to")
-            return act.build_from(cube, memory_id, self.engine(engine), principal=self.principal)
+            return self._activation().build_from(cube, memory_id, self.engine(engine), principal=self.principal)
+        current = self._kernel.get(cube, memory_id, principal=self.principal)
+        if to == "parametric" or (to == "plaintext" and current.kind == "parametric"):
+            eng = self.engine(engine) if to == "parametric" else None
+            return self._parametric().migrate(cube, memory_id, to, eng, format=format, principal=self.principal)
         eng = self.engine(engine) if to == "activation" else None
-        return act.migrate(cube, memory_id, to, eng, principal=self.principal)
+        return self._activation().migrate(cube, memory_id, to, eng, principal=self.principal)
 
     def status(self) -> dict[str, Any]:
         k = self._kernel

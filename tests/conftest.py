@@ -73,3 +73,22 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def run_cli(home, capsys):
+    """``run_cli("add", "alice", "text", "--json")``: the ``memos`` CLI in-process on ``home``; checks the
+    exit code (``code=``) and that a failure prints one ``error: ...`` line; returns the parsed JSON."""
+    import json
+
+    from memos.cli import main
+
+    def _run(*args: str, code: int = 0) -> dict:
+        rc = main(["--home", str(home), *args])
+        out, err = capsys.readouterr()
+        assert rc == code, (args, out, err)
+        if code:
+            assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
+        return json.loads(out) if out.strip() else {}
+
+    return _run

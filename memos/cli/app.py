@@ -16,6 +16,8 @@ from memos.cli.common import JSON_OPT, STATE, command, parse_kv
 
 cube_app = typer.Typer(help="Create, list, show, share and delete cubes.", no_args_is_help=True)
 kv_app = typer.Typer(help="Activation memories (KV caches of a model).", no_args_is_help=True)
+adapter_app = typer.Typer(help="Parametric memories (LoRA adapters, TokMem tokens, product-key memory).",
+                          no_args_is_help=True)
 eval_app = typer.Typer(help="Evaluate retrieval on public benchmarks.", no_args_is_help=True)
 plugins_app = typer.Typer(help="Installed plugins.", no_args_is_help=True)
 
@@ -203,6 +205,34 @@ def kv_create(cube: str, file: Path = typer.Option(..., "--file", help="Text fil
     return _mem(STATE.mos().cube(cube).add_activation(text, engine=engine, metadata={"file": file.name}))
 
 
+@adapter_app.command("train")
+@command
+def adapter_train(cube: str,
+                  memories: Optional[str] = typer.Option(None, "--memories", help="Comma-separated memory ids."),
+                  all_: bool = typer.Option(False, "--all", help="Every live plaintext memory of the cube."),
+                  format: str = typer.Option("lora", "--format", help="lora | tokmem | pkm"),
+                  steps: Optional[int] = typer.Option(None, "--steps", help="Training steps (format default)."),
+                  rank: Optional[int] = typer.Option(None, "--rank", help="LoRA rank."),
+                  lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate."),
+                  seed: int = typer.Option(0, "--seed"),
+                  engine: Optional[str] = typer.Option(None, "--engine", help="Model engine (default: local)."),
+                  json_out: bool = JSON_OPT) -> dict[str, Any]:
+    """Distil plaintext memories into a parametric memory (kind parametric, sources in its provenance)."""
+    from memos.errors import InvalidInput
+
+    if bool(memories) == all_:
+        raise InvalidInput("give either --memories ID,... or --all", field="memories")
+    ids: list[str] | str = "all" if all_ else [m.strip() for m in (memories or "").split(",") if m.strip()]
+    from rich.console import Console
+    from rich.progress import Progress
+
+    with Progress(transient=True, console=Console(stderr=True)) as progress:
+        progress.add_task(f"training {format} on {cube}", total=None)
+        mem = STATE.mos().cube(cube).train_adapter(ids, format=format, steps=steps, rank=rank, lr=lr,
+                                                   engine=engine, seed=seed)
+    return _mem(mem)
+
+
 @command
 def generate(cube: str, prompt: str, kv: Optional[list[str]] = typer.Option(None, "--kv", help="Activation memory id."),
              adapter: Optional[list[str]] = typer.Option(None, "--adapter", help="Parametric memory id."),
@@ -217,12 +247,14 @@ def generate(cube: str, prompt: str, kv: Optional[list[str]] = typer.Option(None
 
 
 @command
-def migrate(cube: str, memory_id: str, to: str = typer.Option(..., "--to", help="plaintext | activation"),
+def migrate(cube: str, memory_id: str,
+            to: str = typer.Option(..., "--to", help="plaintext | activation | parametric"),
             engine: Optional[str] = typer.Option(None, "--engine"),
+            format: str = typer.Option("lora", "--format", help="With --to parametric: lora | tokmem | pkm"),
             json_out: bool = JSON_OPT) -> dict[str, Any]:
     """Move a memory to another kind (comma-separated ids with --to activation: one shared KV prefix)."""
     ids = memory_id.split(",") if "," in memory_id else memory_id
-    return _mem(STATE.mos().migrate(cube, ids, to, engine=engine))
+    return _mem(STATE.mos().migrate(cube, ids, to, engine=engine, format=format))
 
 
 # ---------------------------------------------------------------------------------------- eval
@@ -277,6 +309,7 @@ def build_app() -> typer.Typer:
                      (export, "export"), (import_, "import")):
         app.command(name)(fn)
     app.add_typer(kv_app, name="kv")
+    app.add_typer(adapter_app, name="adapter")
     app.command("generate")(generate)
     app.command("migrate")(migrate)
     app.add_typer(eval_app, name="eval")
@@ -284,6 +317,9 @@ def build_app() -> typer.Typer:
     from memos.server.cli import register as register_server_commands
 
     register_server_commands(app)
+    from memos.reading.cli import register as register_reading_commands
+
+    register_reading_commands(app)
     from memos.plugins import get_manager
 
     get_manager().hook.memos_register_commands(app=app)

@@ -384,7 +384,10 @@ class Kernel:
 
     def update(self, name: str, memory_id: str, *, text: Any = _UNSET, metadata: Any = _UNSET,
                tags: Any = _UNSET, event_time: Any = _UNSET, expires_at: Any = _UNSET, context: Any = _UNSET,
-               principal: str | None = None) -> Memory:
+               derived_from: Any = (), source: str | None = None, principal: str | None = None) -> Memory:
+        """A new version with the given fields changed. ``derived_from``: further sources of the change
+        (after the previous version, which is always listed first), ``source``: where it came from."""
+        sources = _sources(derived_from)
         changes: dict[str, Any] = {}
         if text is not _UNSET:
             changes["text"] = check_text(text)
@@ -407,7 +410,9 @@ class Kernel:
 
             def plan(st: _CubeState) -> tuple[str, list[Memory], dict, list[str], dict]:
                 old = self._current(st, memory_id)
-                new = self._next_version(st, old, principal, "update", **changes)
+                new = self._next_version(st, old, principal, "update", source=source,
+                                         derived_from=[DerivedFrom(id=old.id, version=old.version), *sources],
+                                         **changes)
                 reembed = "text" in changes or "context" in changes
                 new_vec = self._embed([new.text], [new.context])[0] if reembed else None
                 if old.state not in SEARCHABLE_STATES:
@@ -447,8 +452,11 @@ class Kernel:
         return self._embed([m.text], [m.context])[0]
 
     def set_state(self, name: str, ids: Sequence[str], new_state: State, *, op: str,
-                  principal: str | None = None, detail: dict[str, Any] | None = None) -> list[Memory]:
-        """Move memories to a lifecycle state (archive, merge, expire) as one commit."""
+                  principal: str | None = None, detail: dict[str, Any] | None = None,
+                  derived_from: Any = (), source: str | None = None) -> list[Memory]:
+        """Move memories to a lifecycle state (archive, merge, expire) as one commit; ``derived_from`` and
+        ``source`` as in :meth:`update` (the same for every memory)."""
+        sources = _sources(derived_from)
         if not ids:
             raise InvalidInput("no memory ids given", field="ids")
         with span(op, cube=name, items=len(ids)):
@@ -462,7 +470,8 @@ class Kernel:
                 for mid, old in zip(ids, found):
                     if old is None:
                         raise MemoryNotFound(name, mid)
-                    new = self._next_version(st, old, principal, op, state=new_state)
+                    new = self._next_version(st, old, principal, op, state=new_state, source=source,
+                                             derived_from=[DerivedFrom(id=old.id, version=old.version), *sources])
                     versions.append(new)
                     vectors[(new.id, new.version)] = self._stored_vector(st, old).tobytes()
                 return op, versions, vectors, [], detail or {}
@@ -625,6 +634,16 @@ class Kernel:
         with state.lock:
             ix = self._indexer(state)
             return ix.stats()
+
+
+def _sources(value: Any) -> list[DerivedFrom]:
+    """``derived_from`` as given to update/set_state: (id, version) pairs as DerivedFrom or mappings."""
+    if not isinstance(value, (list, tuple)):
+        raise InvalidInput("derived_from must be a list of {id, version}", field="derived_from")
+    try:
+        return [v if isinstance(v, DerivedFrom) else DerivedFrom.model_validate(v) for v in value]
+    except ValueError as exc:
+        raise InvalidInput(f"derived_from: {exc}", field="derived_from") from exc
 
 
 def _time_range(value: Any) -> tuple[float, float] | None:

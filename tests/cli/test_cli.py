@@ -13,16 +13,8 @@ from memos.cli import main
 
 
 @pytest.fixture
-def run(home, capsys):
-    def _run(*args: str, code: int = 0) -> dict:
-        rc = main(["--home", str(home), *args])
-        out, err = capsys.readouterr()
-        assert rc == code, (args, out, err)
-        if code:
-            assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
-        return json.loads(out) if out.strip() else {}
-
-    return _run
+def run(run_cli):
+    return run_cli
 
 
 def test_issue_walkthrough(run, tmp_path):

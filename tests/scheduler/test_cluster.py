@@ -126,6 +126,13 @@ def test_background_tasks_run_on_workers(cluster):
     while cube.get(old.id).version < 2 and time.time() < deadline:
         time.sleep(0.2)
     assert cube.get(old.id).state.value == "expired"
+    # sleep-time consolidation is a task kind of the workers too (memos.reading)
+    stale = cube.add("also expired already", expires_at="2020-01-01")
+    mos.submit("consolidate", {"cube": name})
+    deadline = time.time() + 60
+    while cube.get(stale.id).version < 2 and time.time() < deadline:
+        time.sleep(0.2)
+    assert cube.get(stale.id).state.value == "expired"
     assert mos.status()["queue"]["depth"] == 0
 
 

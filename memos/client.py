@@ -127,7 +127,8 @@ def _seg(name: str) -> str:
 
 
 @_with_async_twins("add", "add_many", "get", "update", "delete", "history", "rollback", "search", "list",
-                   "log", "info", "grant", "sweep_expired", "stats", "add_activation", "archive")
+                   "log", "info", "grant", "sweep_expired", "stats", "add_activation", "archive",
+                   "train_adapter", "retrain_adapter", "add_messages", "consolidate")
 class RemoteCube:
     """A MemCube on a memos server, seen with the handle's API key (mirrors :class:`memos.sdk.Cube`)."""
 
@@ -227,6 +228,44 @@ class RemoteCube:
         self._writable()
         body = {"text": text, "engine": engine, "metadata": metadata, "tags": tags}
         return Memory.model_validate(self._http("POST", "/activations", body, write=True))
+
+    def train_adapter(self, memory_ids: list[str] | str = "all", format: str = "lora", steps: int | None = None,
+                      rank: int | None = None, lr: float | None = None, engine: str | None = None, seed: int = 0,
+                      metadata: dict[str, Any] | None = None, tags: list[str] | None = None) -> Memory:
+        """A parametric memory trained by the server's engine from plaintext memories."""
+        self._writable()
+        body = {"memory_ids": memory_ids, "format": format, "steps": steps, "rank": rank, "lr": lr,
+                "engine": engine, "seed": seed, "metadata": metadata, "tags": tags}
+        return Memory.model_validate(self._http("POST", "/adapters", body, write=True))
+
+    def retrain_adapter(self, memory_id: str, memory_ids: list[str] | str | None = None, format: str | None = None,
+                        steps: int | None = None, engine: str | None = None, seed: int = 0) -> Memory:
+        self._writable()
+        body = {"memory_ids": memory_ids, "format": format, "steps": steps, "engine": engine, "seed": seed}
+        return Memory.model_validate(self._http("POST", f"/adapters/{_seg(memory_id)}/retrain", body, write=True))
+
+    def add_messages(self, messages: list[Any], session: str | int | None = None, event_time: Any = None, *,
+                     llm: Any = None, reconcile: str | None = None, window: int = 6, dedup: Any = True,
+                     consolidate: bool = False) -> Any:
+        """Read a conversation into memory on the server; returns the ``IngestReport``. ``llm`` is a name,
+        an endpoint URL or ``{"endpoint", "model"}`` (a chat backend object cannot cross the wire)."""
+        from memos.reading.ingest import IngestReport
+
+        self._writable()
+        when = event_time.isoformat() if hasattr(event_time, "isoformat") else event_time
+        body = {"messages": messages, "session": session, "event_time": when, "llm": llm, "reconcile": reconcile,
+                "window": window, "dedup": dedup, "consolidate": consolidate}
+        return IngestReport.model_validate(self._http("POST", "/messages", body, write=True))
+
+    def consolidate(self, *, llm: Any = None, related: float = 0.6, min_group: int = 3, max_group: int = 8,
+                    expire: bool = True, dedup: Any = True, promote_top: int = 0, promote_min_heat: float = 1.0,
+                    engine: str | None = None) -> Any:
+        from memos.reading.consolidate import ConsolidationReport
+
+        self._writable()
+        body = {"llm": llm, "related": related, "min_group": min_group, "max_group": max_group, "expire": expire,
+                "dedup": dedup, "promote_top": promote_top, "promote_min_heat": promote_min_heat, "engine": engine}
+        return ConsolidationReport.model_validate(self._http("POST", "/consolidate", body, write=True))
 
     def archive(self, ids: list[str]) -> list[Memory]:
         self._writable()
@@ -350,8 +389,9 @@ class RemoteMemOS:
                 "top_k": top_k, "max_tokens": max_tokens, "engine": engine}
         return Generation.model_validate(self._http("POST", "/v1/generate", body))
 
-    def migrate(self, cube: str, memory_id: str | list[str], to: str, *, engine: str | None = None) -> Memory:
-        body = {"memory_id": memory_id, "to": to, "engine": engine}
+    def migrate(self, cube: str, memory_id: str | list[str], to: str, *, engine: str | None = None,
+                format: str = "lora") -> Memory:
+        body = {"memory_id": memory_id, "to": to, "engine": engine, "format": format}
         return Memory.model_validate(self._http("POST", f"/v1/cubes/{_seg(cube)}/migrate", body, write=True))
 
     def status(self) -> dict[str, Any]:

@@ -233,8 +233,10 @@ class ClusterMemOS(MemOS):
     def generate(self, cube: str, prompt: str, **kwargs: Any) -> Any:
         return self._kernel.sdk_call(cube, self.principal, "generate", cube, prompt, **kwargs)
 
-    def migrate(self, cube: str, memory_id: str | list[str], to: str, *, engine: str | None = None) -> Memory:
-        return self._kernel.sdk_call(cube, self.principal, "migrate", cube, memory_id, to, engine=engine)
+    def migrate(self, cube: str, memory_id: str | list[str], to: str, *, engine: str | None = None,
+                format: str = "lora") -> Memory:
+        return self._kernel.sdk_call(cube, self.principal, "migrate", cube, memory_id, to, engine=engine,
+                                     format=format)
 
     def _queue(self) -> Any:
         import redis

@@ -32,6 +32,20 @@ def _token_auth() -> None:
     os.environ.setdefault("RAY_AUTH_MODE", "token")
 
 
+def _has_token() -> bool:
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return True
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH") or os.path.join(os.path.expanduser("~"), ".ray", "auth_token")
+    return os.path.isfile(path)
+
+
+def _ensure_token(ray_cli: str) -> None:
+    """A head started on a machine without a token generates one (``~/.ray/auth_token``, mode 0600 by
+    Ray); nodes and clients joining from elsewhere need a copy of it."""
+    if not _has_token():
+        _run([ray_cli, "get-auth-token", "--generate"])  # prints the token: captured, never shown
+
+
 def _ray() -> Any:
     _token_auth()
     try:
@@ -85,6 +99,7 @@ def up(*, workers: int, redis_url: str, home: Path, address: str | None = None, 
         raise BackendError("redis", f"cannot reach {redis_url}: {exc}") from exc
     ray_cli = _ray_cli()
     if address is None:
+        _ensure_token(ray_cli)
         _run([ray_cli, "start", "--head", f"--port={GCS_PORT}", f"--ray-client-server-port={CLIENT_PORT}",
               "--include-dashboard=false", "--disable-usage-stats", f"--num-cpus={max(2, os.cpu_count() or 2)}"])
         gcs = f"127.0.0.1:{GCS_PORT}"
@@ -94,6 +109,9 @@ def up(*, workers: int, redis_url: str, home: Path, address: str | None = None, 
         gcs = address.removeprefix("ray://")
         if ":" not in gcs:
             raise InvalidInput("--address must be HOST:PORT of the Ray head (GCS)", field="address")
+        if not _has_token():
+            raise InvalidInput("joining a cluster needs its auth token: copy the head's ~/.ray/auth_token to this "
+                               "machine (or set RAY_AUTH_TOKEN / RAY_AUTH_TOKEN_PATH)", field="address")
         ray = _init(gcs)
         before = _alive_nodes(ray)
         _run([ray_cli, "start", f"--address={gcs}", "--disable-usage-stats"])

@@ -41,13 +41,17 @@ from memos.server.middleware import (
 from memos.server.schemas import (
     MAX_INT,
     ActivationIn,
+    AdapterIn,
     ArchiveIn,
     BatchIn,
+    ConsolidateIn,
     CubeIn,
     GenerateIn,
     GrantIn,
     MemoryIn,
+    MessagesIn,
     MigrateIn,
+    RetrainIn,
     RollbackIn,
     SearchIn,
     UpdateIn,
@@ -304,13 +308,60 @@ def _add_routes(app: FastAPI) -> None:
 
         return (await _run(request, call)).public()
 
+    @app.post("/v1/cubes/{cube}/adapters", status_code=201, tags=["models"])
+    async def train_adapter(request: Request, cube: str, body: AdapterIn, mos: MemOS = Caller) -> dict[str, Any]:
+        """Distil plaintext memories into a parametric memory (LoRA, TokMem or product-key memory)."""
+
+        def call() -> Any:
+            _precheck(mos, cube, "write", body.engine)
+            return _cube(mos, cube).train_adapter(body.memory_ids, format=body.format, steps=body.steps,
+                                                  rank=body.rank, lr=body.lr, engine=body.engine, seed=body.seed,
+                                                  metadata=body.metadata, tags=body.tags)
+
+        return (await _run(request, call)).public()
+
+    @app.post("/v1/cubes/{cube}/adapters/{memory_id}/retrain", tags=["models"])
+    async def retrain_adapter(request: Request, cube: str, memory_id: str, body: RetrainIn,
+                              mos: MemOS = Caller) -> dict[str, Any]:
+        """Train a parametric memory again: a new version (rollback restores the previous weights)."""
+
+        def call() -> Any:
+            _precheck(mos, cube, "write", body.engine)
+            return _cube(mos, cube).retrain_adapter(memory_id, memory_ids=body.memory_ids, format=body.format,
+                                                    steps=body.steps, engine=body.engine, seed=body.seed)
+
+        return (await _run(request, call)).public()
+
+    @app.post("/v1/cubes/{cube}/messages", tags=["memories"])
+    async def add_messages(request: Request, cube: str, body: MessagesIn, mos: MemOS = Caller) -> dict[str, Any]:
+        """Read a conversation into memory: turns first, then facts extracted and reconciled (docs/reading.md)."""
+
+        def call() -> Any:
+            return _cube(mos, cube).add_messages(body.messages, session=body.session, event_time=body.event_time,
+                                                 llm=body.llm, reconcile=body.reconcile, window=body.window,
+                                                 dedup=body.dedup, consolidate=body.consolidate)
+
+        return (await _run(request, call)).as_dict()
+
+    @app.post("/v1/cubes/{cube}/consolidate", tags=["memories"])
+    async def consolidate(request: Request, cube: str, body: ConsolidateIn, mos: MemOS = Caller) -> dict[str, Any]:
+        """Sleep-time consolidation now: expire, merge duplicates, summarise related facts, promote."""
+
+        def call() -> Any:
+            return _cube(mos, cube).consolidate(llm=body.llm, related=body.related, min_group=body.min_group,
+                                                max_group=body.max_group, expire=body.expire, dedup=body.dedup,
+                                                promote_top=body.promote_top,
+                                                promote_min_heat=body.promote_min_heat, engine=body.engine)
+
+        return (await _run(request, call)).as_dict()
+
     @app.post("/v1/cubes/{cube}/migrate", tags=["models"])
     async def migrate(request: Request, cube: str, body: MigrateIn, mos: MemOS = Caller) -> dict[str, Any]:
         """Move a memory to another kind (a list of ids with to=activation: one shared KV prefix)."""
 
         def call() -> Any:
             _precheck(mos, cube, "write", body.engine)
-            return mos.migrate(cube, body.memory_id, body.to, engine=body.engine)
+            return mos.migrate(cube, body.memory_id, body.to, engine=body.engine, format=body.format)
 
         return (await _run(request, call)).public()
 

@@ -118,10 +118,55 @@ class ActivationIn(_Body):
     tags: list[str] | None = None
 
 
+class AdapterIn(_Body):
+    memory_ids: list[str] | Literal["all"] = Field("all", description="Plaintext memory ids, or 'all'.")
+    format: Literal["lora", "tokmem", "pkm"] = "lora"
+    steps: int | None = Field(None, ge=1, le=10_000)
+    rank: int | None = Field(None, ge=1, le=256)
+    lr: float | None = Field(None, gt=0, le=1)
+    engine: str | None = None
+    seed: int = 0
+    metadata: dict[str, JsonValue] | None = None
+    tags: list[str] | None = None
+
+
+class RetrainIn(_Body):
+    memory_ids: list[str] | Literal["all"] | None = None
+    format: Literal["lora", "tokmem", "pkm"] | None = None
+    steps: int | None = Field(None, ge=1, le=10_000)
+    engine: str | None = None
+    seed: int = 0
+
+
+class MessagesIn(_Body):
+    messages: list[JsonValue] = Field(min_length=1, description="Turns: strings or {speaker, text, ...}.")
+    session: str | int | None = None
+    event_time: str | None = None
+    llm: str | dict[str, JsonValue] | None = Field(
+        None, description="'local', an endpoint URL or {endpoint, model}; none: turns only.")
+    reconcile: Literal["accumulate", "update", "invalidate"] | None = None
+    window: int = Field(6, ge=1, le=64)
+    dedup: bool = True
+    consolidate: bool = False
+
+
+class ConsolidateIn(_Body):
+    llm: str | dict[str, JsonValue] | None = None
+    related: float = Field(0.6, ge=0, le=1)
+    min_group: int = Field(3, ge=2)
+    max_group: int = Field(8, ge=2)
+    expire: bool = True
+    dedup: bool = True
+    promote_top: int = Field(0, ge=0)
+    promote_min_heat: float = 1.0
+    engine: str | None = None
+
+
 class MigrateIn(_Body):
     memory_id: str | list[str] = Field(description="A memory id, or a list of ids (to='activation' only).")
     to: Literal["plaintext", "activation", "parametric"]
     engine: str | None = None
+    format: Literal["lora", "tokmem", "pkm"] = "lora"
 
 
 class GenerateIn(_Body):

@@ -184,3 +184,19 @@ def test_retried_write_is_applied_once(server, cube):
     with RemoteMemOS(url, transport=DropFirstResponse()) as flaky:
         m = flaky.cube(cube.name).add("exactly once")
     assert state["dropped"] == 1 and cube.head == head + 1 and cube.get(m.id).text == "exactly once"
+
+
+def test_reading_and_consolidation_over_rest(mos):
+    cube = mos.create_cube("talks")
+    report = cube.add_messages([{"speaker": "Alice", "text": "I moved to Porto last month."},
+                                {"speaker": "Bob", "text": "Nice, I started the guitar."}],
+                               session=1, event_time="2025-01-02")
+    assert len(report.turns) == 2 and report.failures == []  # no llm: the turns are the memories
+    assert {m.id for m in cube.list()} == set(report.turns)
+    stale = cube.add("old news", expires_at="2020-01-01")
+    done = cube.consolidate()
+    assert stale.id in done.expired and cube.get(stale.id).state.value == "expired"
+    with pytest.raises(InvalidInput):
+        cube.add_messages([{"speaker": "A", "text": "x"}], reconcile="merge-everything")
+    with pytest.raises(InvalidInput):
+        cube.train_adapter([stale.id], format="dense")  # refused by the schema before any model loads

@@ -2,8 +2,9 @@
 
 Every operation gets a bounded number of generated requests (valid and invalid bodies, odd query values)
 with a valid API key. Path parameters are pinned to a real cube and memory most of the time, so bodies
-reach the kernel instead of stopping at a 404. Routes that would load a language model (generate,
-activations, migrate) keep random cube names: they are fuzzed up to the checks that run before a model.
+reach the kernel instead of stopping at a 404. Routes that would load or train a language model (generate,
+activations, migrate, adapters, and messages / consolidate, whose ``llm`` may name the local model) keep
+random cube names: they are fuzzed up to the checks that run before a model.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def _spec() -> dict:
 # Loaded from the document (not ``schemathesis.pytest.from_fixture``, whose lazy mode breaks on pytest 9);
 # requests go to the fixture's app through ``case.call(app=...)``.
 schema = schemathesis.openapi.from_dict(_spec())
-_MODEL_ROUTES = ("/activations", "/migrate")
+_MODEL_ROUTES = ("/activations", "/migrate", "/adapters", "/retrain", "/messages", "/consolidate")
 
 
 @schema.parametrize()

@@ -8,6 +8,10 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# memos runs Ray with token auth (scheduler/runtime.py sets this before it imports ray). Ray reads the mode
+# when it is first imported, and some tests import ray earlier (deploy/ validates cluster.yaml with Ray's
+# autoscaler code): set it for the whole session so the cluster tests find it in force.
+os.environ.setdefault("RAY_AUTH_MODE", "token")
 
 
 @pytest.fixture

@@ -480,18 +480,20 @@ class VLLMEngine:
             raise ValueError("this vllm engine was started without LoRA (max_lora_rank=0)")
         if len(adapters) > 1:
             raise ValueError("the vllm engine applies one LoRA adapter per request")
-        folder = Path(adapters[0]).resolve()
-        config_file = folder / "adapter_config.json"
-        if not config_file.is_file():
-            raise FileNotFoundError(f"no peft adapter (adapter_config.json) in {folder}")
-        rank = int(json.loads(config_file.read_text()).get("r", 0))
-        if rank > self.max_lora_rank:
-            raise ValueError(f"adapter rank {rank} exceeds this engine's max_lora_rank {self.max_lora_rank}")
         from vllm.lora.request import LoRARequest
 
-        key = str(folder)
+        key = str(Path(adapters[0]).resolve())
         with self._lock:
-            lora_id = self._lora_ids.setdefault(key, len(self._lora_ids) + 1)
+            lora_id = self._lora_ids.get(key)
+        if lora_id is None:  # first use of this folder: check it once (vLLM keeps what it loaded)
+            config_file = Path(key) / "adapter_config.json"
+            if not config_file.is_file():
+                raise FileNotFoundError(f"no peft adapter (adapter_config.json) in {key}")
+            rank = int(json.loads(config_file.read_text()).get("r", 0))
+            if rank > self.max_lora_rank:
+                raise ValueError(f"adapter rank {rank} exceeds this engine's max_lora_rank {self.max_lora_rank}")
+            with self._lock:
+                lora_id = self._lora_ids.setdefault(key, len(self._lora_ids) + 1)
         return LoRARequest(f"memos-{lora_id}", lora_id, key)
 
     def _run(self, ids: list[int], params: Any, started: float, lora: Any = None) -> tuple[Generation, int]:

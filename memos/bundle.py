@@ -7,7 +7,9 @@ A bundle is a zip file::
     cube.json            the MemCube (owner, acl, policy, description)
     log.jsonl            every commit, in order (tombstones of purged memories included)
     versions.jsonl       every stored version of every memory
-    vectors.safetensors  one float32 matrix "vectors" (row i = versions.jsonl line i) - no pickle
+    vectors.safetensors  float32 "vectors" (row i = the main vector of versions.jsonl line i), float32 "parts"
+                         (the part vectors of every version, in order) and int32 "part_counts" (row i = how
+                         many parts line i has; see memos.retrieval.parts) - no pickle
     payloads/<sha256>    payload bytes of activation / parametric memories
 
 Import replays the log commit by commit, so ids, versions, commit numbers and history are identical to
@@ -30,6 +32,7 @@ import numpy as np
 from memos.errors import CorruptPayload, CubeExists, InvalidInput
 from memos.kernel import acl
 from memos.models import LogEntry, MemCube, Memory, validate_cube_name
+from memos.retrieval.parts import pack, unpack
 from memos.storage import Commit, PutCube
 from memos.telemetry import span
 
@@ -57,12 +60,13 @@ def export_cube(kernel: Kernel, name: str, path: str, *, principal: str | None =
         for m, _ in current:
             versions.extend(kernel.backend.history(name, m.id))
         versions.sort(key=lambda v: (v.commit, v.id, v.version))
-        vecs = _version_vectors(kernel, name, versions)
+        vecs, parts, counts = _version_vectors(kernel, name, versions)
         files: dict[str, bytes] = {
             "cube.json": cube.model_copy(update={"head": head}).model_dump_json(indent=2).encode(),
             "log.jsonl": "".join(e.model_dump_json() + "\n" for e in log).encode(),
             "versions.jsonl": "".join(v.model_dump_json() + "\n" for v in versions).encode(),
-            "vectors.safetensors": save({"vectors": vecs}, metadata={"embedder": kernel.settings.embedder.name}),
+            "vectors.safetensors": save({"vectors": vecs, "parts": parts, "part_counts": counts},
+                                        metadata={"embedder": kernel.settings.embedder.name}),
         }
         for v in versions:
             if v.payload is not None:
@@ -88,21 +92,29 @@ def export_cube(kernel: Kernel, name: str, path: str, *, principal: str | None =
         return {"path": os.path.abspath(path), **{k: manifest[k] for k in ("cube", "head", "memories", "versions")}}
 
 
-def _version_vectors(kernel: Kernel, name: str, versions: list[Memory]) -> np.ndarray:
-    """Stored vectors for every version (re-embedding only versions stored without one)."""
+def _version_vectors(kernel: Kernel, name: str, versions: list[Memory]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(main vectors, part vectors, part counts) of every version: stored blobs, re-embedding only
+    versions stored without one."""
     dim = int(kernel.embedder.dim)
-    out = np.zeros((len(versions), dim), dtype=np.float32)
+    blobs: list[bytes | None] = [None] * len(versions)
     current = {m.id: (m.version, v) for m, v in kernel.backend.scan(name, with_vectors=True)}
     missing = []
     for i, v in enumerate(versions):
         cur = current.get(v.id)
         if cur is not None and cur[0] == v.version and cur[1] is not None:
-            out[i] = np.frombuffer(cur[1], dtype=np.float32)
+            blobs[i] = cur[1]
         else:
             missing.append(i)
     if missing:
-        out[missing] = kernel._embed([versions[i].text for i in missing], [versions[i].context for i in missing])
-    return out
+        fresh = kernel._embed([versions[i].text for i in missing], [versions[i].context for i in missing])
+        for i, blob in zip(missing, fresh):
+            blobs[i] = blob
+    unpacked = [unpack(b, dim) for b in blobs]
+    mains = np.stack([m for m, _ in unpacked]) if unpacked else np.zeros((0, dim), dtype=np.float32)
+    part_list = [p for _, p in unpacked if p is not None]
+    parts = np.concatenate(part_list) if part_list else np.zeros((0, dim), dtype=np.float32)
+    counts = np.array([0 if p is None else len(p) for _, p in unpacked], dtype=np.int32)
+    return mains, parts, counts
 
 
 def _read_bundle(path: str) -> tuple[dict[str, Any], dict[str, bytes]]:
@@ -133,7 +145,8 @@ def import_cube(kernel: Kernel, path: str, *, name: str | None = None, principal
             cube = MemCube.model_validate_json(files["cube.json"])
             log = [LogEntry.model_validate_json(line) for line in files["log.jsonl"].splitlines() if line]
             versions = [Memory.model_validate_json(line) for line in files["versions.jsonl"].splitlines() if line]
-            vectors = load(files["vectors.safetensors"])["vectors"]
+            tensors = load(files["vectors.safetensors"])
+            vectors = tensors["vectors"]
         except (ValueError, KeyError) as exc:
             raise CorruptPayload(path, f"unreadable bundle content ({exc})") from exc
         target = validate_cube_name(name or cube.name)
@@ -144,8 +157,11 @@ def import_cube(kernel: Kernel, path: str, *, name: str | None = None, principal
         if len(vectors) != len(versions):
             raise CorruptPayload(path, "vectors and versions disagree in length")
         dim = int(kernel.embedder.dim)
-        if manifest.get("embedder") != kernel.settings.embedder.name or vectors.shape[1] != dim:
-            vectors = kernel._embed([v.text for v in versions], [v.context for v in versions])
+        if manifest.get("embedder") != kernel.settings.embedder.name or vectors.shape[1] != dim \
+                or "part_counts" not in tensors:  # another embedder, or a bundle written before parts
+            blobs = kernel._embed([v.text for v in versions], [v.context for v in versions])
+        else:
+            blobs = _blobs(vectors, tensors.get("parts"), tensors["part_counts"], path)
         # Payload blobs first: a version is only committed once its bytes are durable.
         uris: dict[str, str] = {}
         for fname, data in files.items():
@@ -174,8 +190,7 @@ def import_cube(kernel: Kernel, path: str, *, name: str | None = None, principal
                 idx = by_commit.get(entry.commit, [])
                 op = Commit(entry=entry.model_copy(update={"cube": target}),
                             versions=tuple(retarget(versions[i]) for i in idx),
-                            vectors={(versions[i].id, versions[i].version): vectors[i].astype(np.float32).tobytes()
-                                     for i in idx},
+                            vectors={(versions[i].id, versions[i].version): blobs[i] for i in idx},
                             expected_head=head)
                 head = kernel.backend.batch([op])[0]
         except BaseException:
@@ -183,3 +198,15 @@ def import_cube(kernel: Kernel, path: str, *, name: str | None = None, principal
             raise
         kernel.backend.batch([PutCube(new_cube)])
         return kernel.get_cube(target, principal=principal)
+
+
+def _blobs(mains: np.ndarray, parts: np.ndarray | None, counts: np.ndarray, path: str) -> list[bytes]:
+    """Stored vector blobs from a bundle's main vectors, part vectors and part counts."""
+    if parts is None or counts.shape != (len(mains),) or (counts < 0).any() or int(counts.sum()) != len(parts) \
+            or (len(parts) and parts.shape[1] != mains.shape[1]):
+        raise CorruptPayload(path, "part vectors and part counts disagree")
+    out, at = [], 0
+    for main, c in zip(mains, counts.tolist()):
+        out.append(pack(main, parts[at:at + c] if c else None))
+        at += c
+    return out

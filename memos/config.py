@@ -32,8 +32,11 @@ class IndexConfig(BaseModel):
     """A cube's dense index switches from exact flat search to HNSW past this many vectors."""
     search_depth: int = 100
     """Candidates taken from each retriever (dense, BM25) before score fusion."""
-    dense_weight: float = Field(0.5, ge=0.0, le=1.0)
+    dense_weight: float = Field(0.6, ge=0.0, le=1.0)
     """Weight of the dense score in the fused score (the rest goes to BM25)."""
+    part_weight: float = Field(0.75, ge=0.0, le=1.0)
+    """Within the dense score, the weight of a memory's best sentence (part) against its whole-memory
+    vector (see :mod:`memos.retrieval.parts`)."""
     fusion: Literal["score", "rrf"] = "score"
     """``score``: convex combination of normalised scores (default, better on LoCoMo: 0.73 vs 0.59
     recall@10); ``rrf``: reciprocal rank fusion (k=60) of the same candidate lists."""

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from memos.models import Memory
-from memos.retrieval.cube_index import CubeIndex, as_vector
+from memos.retrieval.cube_index import CubeIndex
 
 if TYPE_CHECKING:
     from memos.kernel.kernel import Kernel
@@ -41,7 +41,7 @@ class CubeIndexer:
         return int(self.kernel.embedder.dim)
 
     def _new_index(self) -> CubeIndex:
-        return CubeIndex(self.dim, self.kernel.index_factory.create(self.dim))
+        return new_index(self.kernel, self.dim)
 
     def _load(self, head: int) -> None:
         rows = self.kernel.backend.scan(self.cube, with_vectors=True)
@@ -49,7 +49,7 @@ class CubeIndexer:
         if restored is None:
             restored = self._new_index()
             if rows:
-                restored.upsert([m for m, _ in rows], np.stack([as_vector(v, self.dim) for _, v in rows]))
+                restored.upsert([m for m, _ in rows], [v for _, v in rows])
         self.index = restored
         self.head = head
 
@@ -69,7 +69,7 @@ class CubeIndexer:
                 if mid not in present:
                     self.index.remove(mid)
             if rows:
-                self.index.upsert([m for m, _ in rows], np.stack([as_vector(v, self.dim) for _, v in rows]))
+                self.index.upsert([m for m, _ in rows], [v for _, v in rows])
         self.head = head
         self._maybe_compact()
 
@@ -84,8 +84,7 @@ class CubeIndexer:
         for mid in purge:
             self.index.remove(mid)
         if versions:
-            vecs = np.stack([as_vector(vectors.get((m.id, m.version)), self.dim) for m in versions])
-            self.index.upsert(list(versions), vecs)
+            self.index.upsert(list(versions), [vectors.get((m.id, m.version)) for m in versions])
         self.head = head
         self._maybe_compact()
 
@@ -118,6 +117,7 @@ class CubeIndexer:
     def stats(self) -> dict[str, Any]:
         ix = self.index
         return {"memories": len(ix), "live": self.live_count(), "slots": ix.slots, "dead_slots": ix.dead,
+                "part_vectors": ix.part_rows,
                 "dense": getattr(ix.dense, "kind", type(ix.dense).__name__), "index_head": self.head}
 
     @staticmethod
@@ -131,11 +131,16 @@ class CubeIndexer:
                 return hit
         dim = int(kernel.embedder.dim)
         rows = kernel.backend.scan(cube, at_commit=at_commit, with_vectors=True)
-        idx = CubeIndex(dim, kernel.index_factory.create(dim))
+        idx = new_index(kernel, dim)
         if rows:
-            idx.upsert([m for m, _ in rows], np.stack([as_vector(v, dim) for _, v in rows]))
+            idx.upsert([m for m, _ in rows], [v for _, v in rows])
         with _SNAP_LOCK:
             _SNAPSHOTS[key] = idx
             while len(_SNAPSHOTS) > _SNAP_MAX:
                 _SNAPSHOTS.popitem(last=False)
         return idx
+
+
+def new_index(kernel: Kernel, dim: int) -> CubeIndex:
+    """An empty cube index: main vectors and part vectors each in an index of the configured plugin."""
+    return CubeIndex(dim, kernel.index_factory.create(dim), kernel.index_factory.create(dim))

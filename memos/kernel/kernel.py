@@ -53,6 +53,7 @@ from memos.models import (
     validate_cube_name,
 )
 from memos.retrieval.cube_index import SearchParams, check_filters
+from memos.retrieval.parts import pack, split_parts
 from memos.storage import BlobStore, Commit, PutCube, StorageBackend
 from memos.telemetry import span
 
@@ -315,17 +316,33 @@ class Kernel:
                 return [m for m in found if m is not None]
         return None
 
-    def _embed(self, texts: Sequence[str], contexts: Sequence[str] | None = None) -> np.ndarray:
-        """One vector per memory; with a context, the normalised sum of the body and context-view vectors."""
+    def _embed(self, texts: Sequence[str], contexts: Sequence[str] | None = None) -> list[bytes]:
+        """One stored vector blob per memory (:mod:`memos.retrieval.parts`): the main vector (with a context,
+        the normalised sum of the body and context-view vectors), then one vector per sentence of a
+        multi-sentence body (or the body alone when a context went into the main vector). One batched
+        embedder call for all of them."""
         with span("embed", items=len(texts)):
-            vecs = self.embedder.embed(list(texts))
-            if contexts is not None:
-                idx = [i for i, c in enumerate(contexts) if c]
-                if idx:
-                    extra = self.embedder.embed([context_view(texts[i], contexts[i]) for i in idx])
-                    summed = vecs[idx] + extra
-                    vecs[idx] = summed / np.maximum(np.linalg.norm(summed, axis=1, keepdims=True), 1e-12)
-            return vecs
+            n = len(texts)
+            ctxs = list(contexts) if contexts is not None else [""] * n
+            with_ctx = [i for i, c in enumerate(ctxs) if c]
+            split = [split_parts(t) for t in texts]
+            batch = [*texts, *(context_view(texts[i], ctxs[i]) for i in with_ctx)]
+            for ps in split:
+                batch.extend(ps)
+            vecs = self.embedder.embed(batch)
+            body = vecs[:n]
+            main = body.copy()
+            if with_ctx:
+                summed = body[with_ctx] + vecs[n:n + len(with_ctx)]
+                main[with_ctx] = summed / np.maximum(np.linalg.norm(summed, axis=1, keepdims=True), 1e-12)
+            out, at = [], n + len(with_ctx)
+            for i, ps in enumerate(split):
+                if ps:
+                    out.append(pack(main[i], vecs[at:at + len(ps)]))
+                    at += len(ps)
+                else:
+                    out.append(pack(main[i], body[i:i + 1] if ctxs[i] else None))
+            return out
 
     def _current(self, state: _CubeState, memory_id: str) -> Memory:
         if not isinstance(memory_id, str) or not memory_id:
@@ -355,7 +372,7 @@ class Kernel:
             state = self._state(name, refresh=self.backend.shared)
             acl.check(state.cube, principal, "write")
             self._op(op, name, principal, {"items": len(items)})
-            vecs = self._embed([it.text for it in items], [it.context for it in items])
+            blobs = self._embed([it.text for it in items], [it.context for it in items])
             ids = [new_id() for _ in items]
             ttl = state.cube.policy.default_ttl_s
 
@@ -374,7 +391,7 @@ class Kernel:
                         payload=None if it.payload is None else Payload.model_validate(it.payload),
                         provenance=Provenance(op=op, actor=principal, source=it.source,
                                               derived_from=list(it.derived_from), at=now)))
-                vectors = {(m.id, 1): vecs[i].tobytes() for i, m in enumerate(versions)}
+                vectors = {(m.id, 1): blobs[i] for i, m in enumerate(versions)}
                 return op, versions, vectors, [], {}
 
             out = self._mutate(name, principal, "write", plan)
@@ -418,7 +435,7 @@ class Kernel:
                 if old.state not in SEARCHABLE_STATES:
                     new = new.model_copy(update={"state": State.activated})
                 vec = new_vec if new_vec is not None else self._stored_vector(st, old)
-                return "update", [new], {(new.id, new.version): vec.tobytes()}, [], {}
+                return "update", [new], {(new.id, new.version): vec}, [], {}
 
             out = self._mutate(name, principal, "write", plan)[0]
             plugins.call_after("update", name, principal, out)
@@ -438,17 +455,18 @@ class Kernel:
                 old = self._current(st, memory_id)
                 new = self._next_version(st, old, principal, "migrate", kind=kind,
                                          payload=None if payload is None else Payload.model_validate(payload))
-                return "migrate", [new], {(new.id, new.version): self._stored_vector(st, old).tobytes()}, [], \
+                return "migrate", [new], {(new.id, new.version): self._stored_vector(st, old)}, [], \
                     {"from": old.kind, "to": kind, **(detail or {})}
 
             out = self._mutate(name, principal, "write", plan)[0]
             plugins.call_after("migrate", name, principal, out)
             return out
 
-    def _stored_vector(self, state: _CubeState, m: Memory) -> np.ndarray:
+    def _stored_vector(self, state: _CubeState, m: Memory) -> bytes:
+        """The stored vector blob of version ``m`` (re-embedded when that version is not the stored one)."""
         rows = self.backend.scan(state.cube.name, ids=(m.id,), with_vectors=True)
         if rows and rows[0][1] is not None and rows[0][0].version == m.version:
-            return np.frombuffer(rows[0][1], dtype=np.float32)
+            return bytes(rows[0][1])
         return self._embed([m.text], [m.context])[0]
 
     def set_state(self, name: str, ids: Sequence[str], new_state: State, *, op: str,
@@ -473,7 +491,7 @@ class Kernel:
                     new = self._next_version(st, old, principal, op, state=new_state, source=source,
                                              derived_from=[DerivedFrom(id=old.id, version=old.version), *sources])
                     versions.append(new)
-                    vectors[(new.id, new.version)] = self._stored_vector(st, old).tobytes()
+                    vectors[(new.id, new.version)] = self._stored_vector(st, old)
                 return op, versions, vectors, [], detail or {}
 
             out = self._mutate(name, principal, "write", plan)
@@ -515,7 +533,7 @@ class Kernel:
                           ("text", "context", "metadata", "tags", "event_time", "expires_at", "state", "payload", "kind")}
                 new = self._next_version(st, cur, principal, "rollback",
                                          derived_from=[DerivedFrom(id=memory_id, version=version)], **fields)
-                return "rollback", [new], {(new.id, new.version): self._stored_vector(st, target).tobytes()}, \
+                return "rollback", [new], {(new.id, new.version): self._stored_vector(st, target)}, \
                     [], {"to_version": version}
 
             out = self._mutate(name, principal, "write", plan)[0]
@@ -618,6 +636,7 @@ class Kernel:
                                   recency_half_life_days=state.cube.policy.recency_half_life_days,
                                   depth=self.settings.index.search_depth,
                                   dense_weight=self.settings.index.dense_weight,
+                                  part_weight=self.settings.index.part_weight,
                                   fusion=self.settings.index.fusion)
             if at_commit is not None:
                 ranked = CubeIndexer.snapshot(self, name, at_commit).search(query, qvec, params)

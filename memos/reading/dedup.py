@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from memos.models import SEARCHABLE_STATES, Memory, utcnow
+from memos.retrieval.parts import unpack
 
 _WORD = re.compile(r"[a-z0-9]+")
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
@@ -93,7 +94,8 @@ def live_facts(kernel: Any, cube: str, types: Sequence[str] | None = (FACT,)) ->
     vectors, oldest first. Reads storage directly: the caller checks access."""
     now = utcnow()
     rows = kernel.backend.scan(cube, with_vectors=True)
-    out = [(m, None if vec is None else np.frombuffer(vec, dtype=np.float32))
+    dim = int(kernel.embedder.dim)
+    out = [(m, None if vec is None else unpack(vec, dim)[0])
            for m, vec in rows
            if m.kind == "plaintext" and (types is None or memory_type(m) in types)
            and m.effective_state(now) in SEARCHABLE_STATES]

@@ -33,6 +33,7 @@ from memos.kernel.kernel import NewMemory
 from memos.models import DerivedFrom, Memory, State, utcnow
 from memos.reading.dedup import FACT, MAX_SOURCE_TURNS, DedupConfig, is_duplicate, merged_metadata
 from memos.reading.structured import structured_chat
+from memos.retrieval.parts import unpack
 
 if TYPE_CHECKING:
     from memos.llm import ChatBackend
@@ -142,7 +143,8 @@ class ReconcileContext:
         vectors: dict[str, np.ndarray] = {}
         if fact.vector is not None:
             rows = self.kernel.backend.scan(self.cube, ids=tuple(h.memory.id for h in hits), with_vectors=True)
-            vectors = {m.id: np.frombuffer(v, dtype=np.float32) for m, v in rows if v is not None}
+            dim = int(self.kernel.embedder.dim)
+            vectors = {m.id: unpack(v, dim)[0] for m, v in rows if v is not None}
         out = []
         for h in hits:
             vec = vectors.get(h.memory.id)

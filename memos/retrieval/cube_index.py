@@ -1,7 +1,9 @@
 """The in-memory search index of one cube: dense (FAISS) + BM25 + filters, fused by score.
 
 Every current (not purged) version of a memory occupies one *slot*. Slots are dense integers shared by the
-dense index, BM25 and the filter arrays; an update retires the old slot and appends a new one. The index is
+dense index, BM25 and the filter arrays; an update retires the old slot and appends a new one. A memory's
+part vectors (:mod:`memos.retrieval.parts`: one per sentence) live in a second dense index whose rows map
+back to their slot. The index is
 derived state: it is rebuilt from storage (texts, metadata and stored vectors) whenever it is missing or
 stale, so it can never disagree with the operation log for long.
 """
@@ -22,6 +24,7 @@ import numpy as np
 from memos.errors import InvalidInput
 from memos.models import Memory, State
 from memos.retrieval.bm25 import BM25Index, tokenize
+from memos.retrieval.parts import unpack
 
 _STATE_CODE = {State.activated: 0, State.generated: 0, State.archived: 1, State.merged: 2, State.expired: 1}
 
@@ -75,14 +78,19 @@ class SearchParams:
     now: float = 0.0
     recency_half_life_days: float | None = None
     depth: int = 100
-    dense_weight: float = 0.5
+    dense_weight: float = 0.6
+    part_weight: float = 0.75
     fusion: str = "score"
 
 
 class CubeIndex:
-    def __init__(self, dim: int, dense: Any) -> None:
+    def __init__(self, dim: int, dense: Any, parts: Any) -> None:
         self.dim = dim
         self.dense = dense
+        self.parts = parts
+        self.part_owner = np.zeros(0, dtype=np.int64)
+        self.part_start = np.zeros(0, dtype=np.int64)
+        self.part_count = np.zeros(0, dtype=np.int32)
         self.bm25 = BM25Index()
         self.bm25_ctx = BM25Index()
         self.ids: list[str] = []
@@ -105,16 +113,37 @@ class CubeIndex:
         return self._n
 
     # ------------------------------------------------------------------------------ maintenance
-    def upsert(self, memories: Sequence[Memory], vectors: np.ndarray | None) -> None:
-        """Index the given versions (each replaces the memory's previous slot, if any)."""
+    def upsert(self, memories: Sequence[Memory], blobs: Sequence[bytes | np.ndarray | None]) -> None:
+        """Index the given versions with their stored vector blobs (each replaces the memory's previous
+        slot, if any)."""
         if not memories:
             return
+        if len(blobs) != len(memories):
+            raise ValueError("one vector blob per memory")
         for m in memories:
             self.remove(m.id)
         start = self._n
         self._append_slots(memories)
-        vecs = np.zeros((len(memories), self.dim), dtype=np.float32) if vectors is None else vectors
-        self.dense.add(np.arange(start, self._n), vecs)
+        mains, parts = zip(*(unpack(b, self.dim) for b in blobs))
+        self.dense.add(np.arange(start, self._n), np.stack(mains))
+        self._add_parts(np.arange(start, self._n), parts)
+
+    @property
+    def part_rows(self) -> int:
+        return len(self.parts)
+
+    def _add_parts(self, slots: np.ndarray, parts: Sequence[np.ndarray | None]) -> None:
+        counts = np.array([0 if p is None else len(p) for p in parts], dtype=np.int32)
+        total = int(counts.sum())
+        if total == 0:
+            return
+        first = self.part_rows
+        starts = first + np.cumsum(counts) - counts
+        self.part_start[slots] = starts
+        self.part_count[slots] = counts
+        self.part_owner = _grow(self.part_owner, first + total, -1)
+        self.part_owner[first:first + total] = np.repeat(slots, counts)
+        self.parts.add(np.arange(first, first + total), np.concatenate([p for p in parts if p is not None]))
 
     def _append_slots(self, memories: Sequence[Memory | None]) -> None:
         """Append one slot per entry; ``None`` appends a dead placeholder (restored indexes only)."""
@@ -126,6 +155,8 @@ class CubeIndex:
         self.event_ts = _grow(self.event_ts, n, np.nan)
         self.expires_ts = _grow(self.expires_ts, n, np.inf)
         self.updated_ts = _grow(self.updated_ts, n, 0.0)
+        self.part_start = _grow(self.part_start, n, 0)
+        self.part_count = _grow(self.part_count, n, 0)
         for i, m in enumerate(memories):
             slot = start + i
             if m is None:
@@ -194,11 +225,13 @@ class CubeIndex:
     def search(self, query: str, qvec: np.ndarray | None, p: SearchParams) -> list[tuple[str, float]]:
         """Return ``(memory id, fused score in [0, 1])`` best first.
 
-        Candidates are the top ``depth`` of each retriever (dense; BM25 over bodies; BM25 over bodies with
-        their context). Every candidate gets all three scores, each normalised over the candidates
-        (dense: min-max, BM25: by its maximum), and the fused score is
-        ``w * dense + (1 - w) * (bm25_body + bm25_context) / 2``. Score fusion beats rank fusion (RRF)
-        here because it keeps how *much* better a lexical match is, which RRF throws away.
+        Candidates are the top ``depth`` of each retriever (dense over main vectors; dense over part
+        vectors; BM25 over bodies; BM25 over bodies with their context). Every candidate gets every score,
+        normalised over the candidates (dense: min-max, BM25: by its maximum). The dense score is
+        ``(1 - a) * main + a * best_part`` (``a`` = ``part_weight``; a memory without parts scores its main
+        vector twice) and the fused score ``w * dense + (1 - w) * (bm25_body + bm25_context) / 2``.
+        Score fusion beats rank fusion (RRF) here because it keeps how *much* better a lexical match is,
+        which RRF throws away.
         """
         if self._n == 0:
             return []
@@ -211,6 +244,10 @@ class CubeIndex:
             all_live = self.dead == 0 and int(mask.sum()) == len(self.slot_of)
             labels, _ = self.dense.search(qvec, depth, None if all_live else mask)
             cand.update(labels.tolist())
+            if self.part_rows:
+                owner = self.part_owner[: self.part_rows]
+                rows, _ = self.parts.search(qvec, depth, None if all_live else mask[owner])
+                cand.update(owner[rows].tolist())
         terms = tokenize(query)
         lexical = [bm.scores(terms, mask) for bm in (self.bm25, self.bm25_ctx)] if terms else []
         for scores in lexical:
@@ -222,7 +259,8 @@ class CubeIndex:
             return []
         slots = np.fromiter(sorted(cand), dtype=np.int64, count=len(cand))
         w = p.dense_weight if qvec is not None else 0.0
-        dense = self.dense.vectors(slots) @ np.asarray(qvec, dtype=np.float32) if qvec is not None else None
+        dense = self._dense_scores(slots, np.asarray(qvec, dtype=np.float32), p.part_weight) \
+            if qvec is not None else None
         lex = [scores[slots].astype(np.float64) for scores in lexical]
         fused = (_rrf if p.fusion == "rrf" else _score_fusion)(dense, lex, w)
         if p.recency_half_life_days:
@@ -234,20 +272,44 @@ class CubeIndex:
         order = np.argsort(-fused, kind="stable")[: p.top_k]
         return [(self.ids[int(slots[i])], float(fused[i])) for i in order]
 
+    def _dense_scores(self, slots: np.ndarray, q: np.ndarray, part_weight: float) -> np.ndarray:
+        """``(1 - a) * minmax(main) + a * minmax(best part)`` over the candidate ``slots``."""
+        main = (self.dense.vectors(slots) @ q).astype(np.float64)
+        best = main.copy()
+        counts = self.part_count[slots].astype(np.int64)
+        has = counts > 0
+        if has.any() and part_weight > 0:
+            c = counts[has]
+            offsets = np.cumsum(c) - c
+            rows = np.repeat(self.part_start[slots[has]], c) + np.arange(int(c.sum())) - np.repeat(offsets, c)
+            sims = (self.parts.vectors(rows) @ q).astype(np.float64)
+            best[has] = np.maximum.reduceat(sims, offsets)
+        return (1.0 - part_weight) * _minmax(main) + part_weight * _minmax(best)
+
     # ---------------------------------------------------------------------------- persistence
     def save(self, directory: str, head: int) -> None:
-        """Write the dense index and slot table atomically (``head`` = cube head they reflect)."""
+        """Write the dense indexes, the part owners and the slot table (``head`` = cube head they reflect).
+
+        Each file is replaced atomically and the table, written last, records the sizes of the others:
+        :meth:`restore` refuses a set whose sizes disagree (the index is then rebuilt from storage).
+        """
         os.makedirs(directory, exist_ok=True)
-        fd, tmp_index = tempfile.mkstemp(dir=directory, suffix=".faiss.tmp")
-        os.close(fd)
-        self.dense.save(tmp_index)
+        tmp: dict[str, str] = {}
+        for name in ("dense.faiss", "parts.faiss", "parts.npy"):
+            fd, tmp[name] = tempfile.mkstemp(dir=directory, suffix=f".{name}.tmp")
+            os.close(fd)
+        self.dense.save(tmp["dense.faiss"])
+        self.parts.save(tmp["parts.faiss"])
+        with open(tmp["parts.npy"], "wb") as fh:
+            np.save(fh, self.part_owner[: self.part_rows], allow_pickle=False)
         live = self.live[: self._n]
-        table = {"head": head, "slots": self._n, "dim": self.dim,
+        table = {"head": head, "slots": self._n, "dim": self.dim, "part_rows": self.part_rows,
                  "ids": self.ids, "versions": self.version[: self._n].tolist(), "live": live.tolist()}
         tmp_table = os.path.join(directory, "slots.json.tmp")
         with open(tmp_table, "w", encoding="utf-8") as fh:
             json.dump(table, fh)
-        os.replace(tmp_index, os.path.join(directory, "dense.faiss"))
+        for name, path in tmp.items():
+            os.replace(path, os.path.join(directory, name))
         os.replace(tmp_table, os.path.join(directory, "slots.json"))
 
     @classmethod
@@ -261,20 +323,26 @@ class CubeIndex:
         """
         from memos.errors import CorruptPayload
 
-        table_path = os.path.join(directory, "slots.json")
-        index_path = os.path.join(directory, "dense.faiss")
-        if not (os.path.exists(table_path) and os.path.exists(index_path)):
+        paths = {name: os.path.join(directory, name)
+                 for name in ("slots.json", "dense.faiss", "parts.faiss", "parts.npy")}
+        if not all(os.path.exists(path) for path in paths.values()):
             return None
         try:
-            with open(table_path, encoding="utf-8") as fh:
+            with open(paths["slots.json"], encoding="utf-8") as fh:
                 table = json.load(fh)
-            dense = factory.load(index_path)
+            dense = factory.load(paths["dense.faiss"])
+            parts = factory.load(paths["parts.faiss"])
+            with open(paths["parts.npy"], "rb") as fh:
+                owner = np.load(fh, allow_pickle=False)
         except (OSError, ValueError, CorruptPayload):
             return None
-        if table.get("dim") != dim or dense.dim != dim or len(dense) != table.get("slots"):
+        slots = table.get("slots")
+        if (table.get("dim") != dim or dense.dim != dim or parts.dim != dim or len(dense) != slots
+                or len(parts) != table.get("part_rows") or owner.shape != (len(parts),)
+                or (len(owner) and (owner.min() < 0 or owner.max() >= slots or np.any(np.diff(owner) < 0)))):
             return None
         cur = {m.id: (m, v) for m, v in current}
-        idx = cls(dim, dense)
+        idx = cls(dim, dense, parts)
         placed: list[Memory | None] = []
         for mid, ver, alive in zip(table["ids"], table["versions"], table["live"]):
             entry = cur.get(mid) if alive else None
@@ -285,18 +353,28 @@ class CubeIndex:
                 placed.append(None)
         idx.slot_of.clear()
         idx._append_slots(placed)
+        if len(owner):
+            idx.part_owner = owner.astype(np.int64)
+            first, start, count = np.unique(idx.part_owner, return_index=True, return_counts=True)
+            idx.part_start[first] = start
+            idx.part_count[first] = count
         rest = [(m, v) for mid, (m, v) in cur.items() if mid not in idx.slot_of]
         if rest:
-            idx.upsert([m for m, _ in rest], np.stack([as_vector(v, dim) for _, v in rest]))
+            idx.upsert([m for m, _ in rest], [v for _, v in rest])
         return idx
 
 
+def _minmax(x: np.ndarray) -> np.ndarray:
+    lo, hi = float(x.min()), float(x.max())
+    return (x - lo) / (hi - lo) if hi > lo else np.ones_like(x)
+
+
 def _score_fusion(dense: np.ndarray | None, lexical: list[np.ndarray], w: float) -> np.ndarray:
+    """``dense``: already normalised to [0, 1] (see :meth:`CubeIndex._dense_scores`)."""
     n = len(dense) if dense is not None else len(lexical[0])
     fused = np.zeros(n, dtype=np.float64)
     if dense is not None:
-        lo, hi = float(dense.min()), float(dense.max())
-        fused += w * ((dense - lo) / (hi - lo) if hi > lo else np.ones_like(dense))
+        fused += w * dense
     for s in lexical:
         top = float(s.max())
         if top > 0:
@@ -320,12 +398,3 @@ def _rrf(dense: np.ndarray | None, lexical: list[np.ndarray], w: float, k: int =
     for s in lexical:
         add(s, 2 * (1.0 - w) / len(lexical), True)
     return fused
-
-
-def as_vector(raw: bytes | np.ndarray | None, dim: int) -> np.ndarray:
-    """Stored float32 bytes (or None for a memory without a vector) as a ``(dim,)`` array."""
-    if raw is None:
-        return np.zeros(dim, dtype=np.float32)
-    if isinstance(raw, np.ndarray):
-        return raw.astype(np.float32, copy=False)
-    return np.frombuffer(raw, dtype=np.float32)

@@ -60,7 +60,8 @@ def test_write_json_is_read_by_memos(validate, no_memos_env, tmp_path):
 
 @pytest.mark.parametrize("edit", [
     ("fusion = \"score\"", "fusion = \"mean\""),            # not a fusion mode
-    ("dense_weight = 0.5", "dense_weight = 1.5"),           # out of 0..1
+    ("dense_weight = 0.6", "dense_weight = 1.5"),           # out of 0..1
+    ("part_weight = 0.75", "part_weight = -0.1"),           # out of 0..1
     ("hnsw_threshold = 20000", "hnsw_treshold = 20000"),    # misspelt key: extra keys are forbidden
 ])
 def test_bad_values_fail_in_memos_loader(validate, no_memos_env, tmp_path, edit):

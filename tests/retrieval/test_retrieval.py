@@ -69,8 +69,8 @@ def test_cube_index_fusion_filters_and_restore(tmp_path):
         ["alpha bravo", "charlie delta", "echo foxtrot", "alpha charlie", "golf hotel"])]
     vecs = unit(rng, len(ms))
     factory = FaissIndexFactory()
-    ix = CubeIndex(16, factory.create(16))
-    ix.upsert(ms, vecs)
+    ix = CubeIndex(16, factory.create(16), factory.create(16))
+    ix.upsert(ms, list(vecs))
     p = SearchParams(top_k=3, now=0.0)
     # the query vector equals m4's vector and "alpha" matches m0 and m3
     hits = ix.search("alpha", vecs[4], p)
@@ -80,7 +80,7 @@ def test_cube_index_fusion_filters_and_restore(tmp_path):
     assert {h for h, _ in rrf} == {h for h, _ in hits}
     only_even = ix.search("alpha", vecs[4], SearchParams(top_k=5, now=0.0, filters={"g": [0]}))
     assert {h for h, _ in only_even} <= {"m0", "m2", "m4"}
-    ix.upsert([mem(0, "zulu", metadata={"g": 0})], unit(rng, 1))  # update retires the old slot
+    ix.upsert([mem(0, "zulu", metadata={"g": 0})], list(unit(rng, 1)))  # update retires the old slot
     assert ix.slots == 6 and ix.dead == 1 and len(ix) == 5
     ix.save(str(tmp_path / "ix"), head=7)
     current = [(m, v) for m, v in zip(ms[1:], vecs[1:])] + [(mem(0, "zulu", metadata={"g": 0}), unit(rng, 1)[0])]

@@ -2,7 +2,8 @@
 
 memos only uses the OpenTelemetry *API*; with no SDK configured the spans are no-ops and cost almost
 nothing. :func:`configure_from_env` installs the SDK from the standard ``OTEL_*`` variables
-(``OTEL_TRACES_EXPORTER=console|otlp``, ``OTEL_SERVICE_NAME`` ...) for the CLI and server.
+(``OTEL_TRACES_EXPORTER=console|otlp``, ``OTEL_SERVICE_NAME`` ...) for the CLI, the server and each
+cluster kernel worker (``memos up`` hands its ``OTEL_*`` variables to the workers it starts).
 """
 
 from __future__ import annotations
@@ -67,8 +68,16 @@ def span(op: str, *, cube: str | None = None, kind: str | None = None, items: in
             latency.record(ms, labels)
 
 
-def configure_from_env() -> bool:
-    """Install the OpenTelemetry SDK if ``OTEL_TRACES_EXPORTER`` asks for an exporter. True if installed."""
+def otel_env() -> dict[str, str]:
+    """The ``OTEL_*`` variables of this process (what a cluster worker needs to export like it)."""
+    return {k: v for k, v in os.environ.items() if k.startswith("OTEL_")}
+
+
+def configure_from_env(service: str = "memos", instance: str | None = None) -> bool:
+    """Install the OpenTelemetry SDK if ``OTEL_TRACES_EXPORTER`` asks for an exporter. True if installed.
+
+    ``service``: the ``service.name`` unless ``OTEL_SERVICE_NAME`` sets one; ``instance``: the
+    ``service.instance.id`` (a cluster worker's id)."""
     exporter = os.environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
     if exporter in {"", "none"}:
         return False
@@ -77,8 +86,10 @@ def configure_from_env() -> bool:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 
-    provider = TracerProvider(resource=Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME",
-                                                                                         "memos")}))
+    attrs = {"service.name": os.environ.get("OTEL_SERVICE_NAME", service)}
+    if instance is not None:
+        attrs["service.instance.id"] = instance
+    provider = TracerProvider(resource=Resource.create(attrs))
     if exporter == "console":
         provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
     elif exporter == "otlp":

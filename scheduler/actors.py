@@ -42,7 +42,10 @@ class KernelWorker:
         from memos.config import load_settings
         from memos.kernel import open_kernel
         from memos.sdk import MemOS
+        from memos.telemetry import configure_from_env
 
+        # spans of this worker's kernel operations go where `memos up`'s OTEL_* variables say
+        self.telemetry = configure_from_env(service="memos-worker", instance=worker_id)
         home = Path(cluster_home)
         settings = load_settings(home / "workers" / worker_id,
                                  storage={"backend": "redis", "url": storage_url(redis_url, prefix)},
@@ -122,7 +125,7 @@ class KernelWorker:
         return {"id": self.id, "node": ray.get_runtime_context().get_node_id(), "host": socket.gethostname(),
                 "pid": os.getpid(), "cubes": sorted(self.kernel._cubes),
                 "resident": act.stats() if act is not None else {}, "engines": ["local"],
-                "tasks": {"done": self.queue.done, "failed": self.queue.failed}}
+                "tasks": {"done": self.queue.done, "failed": self.queue.failed}, "telemetry": self.telemetry}
 
     def shutdown(self) -> None:
         self.kernel.close()

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from memos.errors import BackendError, InvalidInput, MissingExtra
+from memos.telemetry import otel_env
 from scheduler.actors import NAMESPACE, REGISTRY, remote_classes, worker_actor_name
 
 GCS_PORT = 6380
@@ -136,7 +137,7 @@ def up(*, workers: int, redis_url: str, home: Path, address: str | None = None, 
     for i in range(workers):
         wid = f"{node_tag}-{len(existing) + i}"
         handle = worker_cls.options(name=worker_actor_name(wid), namespace=NAMESPACE, lifetime="detached",
-                                    **_pinned(node)).remote(wid, config["cluster_home"], config["redis_url"],
+                                    **_worker_env(), **_pinned(node)).remote(wid, config["cluster_home"], config["redis_url"],
                                                            config["prefix"])
         info = ray.get(handle.info.remote(), timeout=300)
         ray.get(registry.add_worker.remote(wid, info))
@@ -145,6 +146,12 @@ def up(*, workers: int, redis_url: str, home: Path, address: str | None = None, 
     (home / STATE_FILE).write_text(json.dumps({"address": gcs, "client": config["client"]}))
     return {"address": gcs, "client": config["client"], "redis_url": config["redis_url"], "started": started,
             "workers": sorted(ray.get(registry.workers.remote()))}
+
+
+def _worker_env() -> dict[str, Any]:
+    """Actor options handing this process's ``OTEL_*`` variables to a worker (none: no runtime env)."""
+    env = otel_env()
+    return {"runtime_env": {"env_vars": env}} if env else {}
 
 
 def down(home: Path) -> dict[str, Any]:

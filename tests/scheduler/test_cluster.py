@@ -41,6 +41,27 @@ def test_two_nodes_and_cross_node_move(cluster):
     assert {m.id for m in cube.list(limit=100)} == {m.id for m in ms}
 
 
+def test_workers_export_their_kernel_spans(cluster):
+    """Each worker installs the OpenTelemetry SDK from the OTEL_* variables `memos up` had: the spans of
+    the kernel operations it runs reach the collector, named by the worker that ran them."""
+    mos = cluster.mos
+    assert all(w.get("telemetry") for w in mos.status()["workers"])
+    cube, name = fresh_cube(mos)
+    cube.add_many(["the lighthouse keeper logs the storms", "the ferry leaves at noon"])
+    cube.search("when does the ferry leave", top_k=1)
+    owner, _ = owner_info(mos, name)
+    deadline = time.monotonic() + 20
+    while True:
+        mine = [s for s in cluster.collector.spans() if s.attributes.get("memos.cube") == name]
+        ops = {s.attributes.get("memos.op") for s in mine}
+        if {"add", "search"} <= ops or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert {"add", "search"} <= ops, ops
+    assert {s.service for s in mine} == {"memos-worker"}
+    assert {s.instance for s in mine if s.attributes.get("memos.op") == "search"} == {owner["id"]}
+
+
 def test_migration_under_concurrent_load(cluster):
     mos = cluster.mos
     cube, name = fresh_cube(mos)

@@ -276,6 +276,15 @@ def train_tokmem(engine: Any, facts: Sequence[str], names: Sequence[str], *,
     for ex in examples_from_facts(facts):
         if ex.chat:
             by_fact[ex.source].append((ex.prompt, ex.answer))
+    for i, examples in enumerate(by_fact):
+        if not examples:
+            # no subject/verb split and no named entity ("buy milk and eggs"): ask for the note by its opening
+            # words, so every memory gets a token (routing still has the note's own words to go on)
+            statement = " ".join(facts[i].split())
+            if not statement:
+                raise InvalidInput(f"memory {names[i]!r} has no text to train a memory token on", field="memory_ids")
+            head = " ".join(statement.split(" ")[:4])
+            examples.append((f'What was the note "{head}"?', statement))
     for name, examples in zip(names, by_fact):
         mem.add_procedure(name, examples)
     mem.sources = [dict(s) for s in sources]

@@ -105,3 +105,18 @@ def test_save_load_roundtrip_and_wrong_base(tokmem, engine, tmp_path):
     write_artifact(tmp_path / "wrong.safetensors", Artifact(art.format, art.tensors, other))
     with pytest.raises(ModelMismatch):
         load_tokmem(str(tmp_path / "wrong.safetensors"), engine)
+
+
+def test_train_tokmem_gives_every_memory_a_token(engine):
+    """A note with no subject/verb split and no named entity still gets a token (asked for by its opening
+    words); a memory with no text at all is refused by name."""
+    from memos.errors import InvalidInput
+    from memos.parametric.tokmem import train_tokmem
+
+    mem = train_tokmem(engine, ["buy milk and eggs", "Zorblax has a pet llama."], ["m-note", "m-fact"],
+                       settings=TokMemSettings(steps=3))
+    assert mem.names == ["m-note", "m-fact"]
+    assert mem.examples["m-note"] == [('What was the note "buy milk and eggs"?', "buy milk and eggs")]
+    with pytest.raises(InvalidInput, match="m-empty"):
+        train_tokmem(engine, ["Zorblax has a pet llama.", "   "], ["m-fact", "m-empty"],
+                     settings=TokMemSettings(steps=3))

@@ -74,32 +74,68 @@ def otel_env() -> dict[str, str]:
 
 
 def configure_from_env(service: str = "memos", instance: str | None = None) -> bool:
-    """Install the OpenTelemetry SDK if ``OTEL_TRACES_EXPORTER`` asks for an exporter. True if installed.
+    """Install the OpenTelemetry SDK for what the environment asks: ``OTEL_TRACES_EXPORTER`` and
+    ``OTEL_METRICS_EXPORTER`` (``console`` or ``otlp``, OTLP over HTTP; the SDK reads the other ``OTEL_*``
+    variables itself). True if anything was installed.
 
     ``service``: the ``service.name`` unless ``OTEL_SERVICE_NAME`` sets one; ``instance``: the
     ``service.instance.id`` (a cluster worker's id)."""
-    exporter = os.environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
-    if exporter in {"", "none"}:
+    traces, metrics_ = _exporter("OTEL_TRACES_EXPORTER"), _exporter("OTEL_METRICS_EXPORTER")
+    if not traces and not metrics_:
         return False
-    from opentelemetry import trace
     from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 
     attrs = {"service.name": os.environ.get("OTEL_SERVICE_NAME", service)}
     if instance is not None:
         attrs["service.instance.id"] = instance
-    provider = TracerProvider(resource=Resource.create(attrs))
-    if exporter == "console":
-        provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
-    elif exporter == "otlp":
-        try:
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-        except ImportError as exc:
-            from memos.errors import MissingExtra
-
-            raise MissingExtra("server", "opentelemetry-exporter-otlp") from exc
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-    trace.set_tracer_provider(provider)
+    resource = Resource.create(attrs)
+    if traces:
+        _install_traces(traces, resource)
+    if metrics_:
+        _install_metrics(metrics_, resource)
     reset_instruments()
     return True
+
+
+def _exporter(variable: str) -> str:
+    """``console``, ``otlp`` or ``""`` (none) from ``variable``; an unknown value is warned about and ignored."""
+    value = os.environ.get(variable, "").strip().lower()
+    if value in ("", "none"):
+        return ""
+    if value not in ("console", "otlp"):
+        import logging
+
+        logging.getLogger("memos").warning("%s=%r is not supported (console, otlp, none): ignored", variable, value)
+        return ""
+    return value
+
+
+def _otlp(module: str, name: str) -> Any:
+    try:
+        mod = __import__(f"opentelemetry.exporter.otlp.proto.http.{module}", fromlist=[name])
+    except ImportError as exc:
+        from memos.errors import MissingExtra
+
+        raise MissingExtra("server", "opentelemetry-exporter-otlp") from exc
+    return getattr(mod, name)
+
+
+def _install_traces(exporter: str, resource: Any) -> None:
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+
+    provider = TracerProvider(resource=resource)
+    out = ConsoleSpanExporter() if exporter == "console" else _otlp("trace_exporter", "OTLPSpanExporter")()
+    provider.add_span_processor(BatchSpanProcessor(out))
+    trace.set_tracer_provider(provider)
+
+
+def _install_metrics(exporter: str, resource: Any) -> None:
+    from opentelemetry import metrics
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, PeriodicExportingMetricReader
+
+    out = ConsoleMetricExporter() if exporter == "console" else _otlp("metric_exporter", "OTLPMetricExporter")()
+    # export interval: OTEL_METRIC_EXPORT_INTERVAL (ms, SDK default 60 s); the last values go out at exit
+    metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=[PeriodicExportingMetricReader(out)]))

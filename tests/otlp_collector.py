@@ -1,4 +1,4 @@
-"""A minimal OTLP/HTTP trace collector for tests: records every span exported to it (protobuf decoded)."""
+"""A minimal OTLP/HTTP collector for tests: records every span and metric exported to it (protobuf decoded)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ class ExportedSpan:
 class Collector:
     def __init__(self) -> None:
         self.bodies: list[bytes] = []
+        self.metric_bodies: list[bytes] = []
         self._lock = threading.Lock()
         owner = self
 
@@ -28,9 +29,11 @@ class Collector:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 if self.headers.get("Content-Encoding") == "gzip":
                     body = gzip.decompress(body)
-                if self.path == "/v1/traces":
-                    with owner._lock:
+                with owner._lock:
+                    if self.path == "/v1/traces":
                         owner.bodies.append(body)
+                    elif self.path == "/v1/metrics":
+                        owner.metric_bodies.append(body)
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-protobuf")
                 self.send_header("Content-Length", "0")
@@ -47,10 +50,37 @@ class Collector:
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}/v1/traces"
 
-    def env(self) -> dict[str, str]:
-        """OTEL_* variables that make a process export its spans here, flushed every 200 ms."""
-        return {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": self.endpoint,
-                "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf", "OTEL_BSP_SCHEDULE_DELAY": "200"}
+    def env(self, metrics: bool = False) -> dict[str, str]:
+        """OTEL_* variables that make a process export its spans (and metrics) here, every 200 ms."""
+        out = {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": self.endpoint,
+               "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf", "OTEL_BSP_SCHEDULE_DELAY": "200"}
+        if metrics:
+            out.update({"OTEL_METRICS_EXPORTER": "otlp", "OTEL_METRIC_EXPORT_INTERVAL": "200",
+                        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": self.endpoint.replace("/v1/traces", "/v1/metrics")})
+        return out
+
+    def metrics(self) -> dict[str, list[dict[str, Any]]]:
+        """Metric name -> its data points (attributes, and ``value`` for sums / ``count`` for histograms)."""
+        from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+
+        with self._lock:
+            bodies = list(self.metric_bodies)
+        out: dict[str, list[dict[str, Any]]] = {}
+        for body in bodies:
+            req = ExportMetricsServiceRequest()
+            req.ParseFromString(body)
+            for rm in req.resource_metrics:
+                for sm in rm.scope_metrics:
+                    for m in sm.metrics:
+                        kind = m.WhichOneof("data")
+                        for dp in getattr(m, kind).data_points:
+                            point = {a.key: _value(a.value) for a in dp.attributes}
+                            if kind == "sum":
+                                point["value"] = dp.as_int if dp.WhichOneof("value") == "as_int" else dp.as_double
+                            elif kind == "histogram":
+                                point["count"] = dp.count
+                            out.setdefault(m.name, []).append(point)
+        return out
 
     def spans(self) -> list[ExportedSpan]:
         from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest

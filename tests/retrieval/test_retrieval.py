@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -113,3 +115,27 @@ def test_kernel_uses_hnsw_past_threshold(tmp_path):
         c = mos.cube("big")
         assert c.stats()["dense"] == "hnsw" and c.stats()["live"] == 149
         assert c.search("item78", top_k=1)[0].memory.id == ms[78].id
+
+
+def test_faiss_uses_every_core_only_for_bulk_work(monkeypatch):
+    """Searches run single-threaded (FAISS's spinning OpenMP workers would take the cores the query
+    embedder needs next); a bulk add gets every core and gives them back."""
+    import faiss
+
+    from kernel_backends import faiss_index
+
+    seen = []
+    real_add = faiss.IndexFlatIP.add
+
+    def spy(self, *args, **kwargs):
+        seen.append(faiss.omp_get_max_threads())
+        return real_add(self, *args, **kwargs)
+
+    monkeypatch.setattr(faiss.IndexFlatIP, "add", spy)
+    rng = np.random.default_rng(3)
+    idx = FaissIndex(16)
+    idx.add(np.arange(faiss_index.BULK), unit(rng, faiss_index.BULK))
+    idx.add(np.arange(faiss_index.BULK, faiss_index.BULK + 3), unit(rng, 3))
+    assert seen == [os.cpu_count() or 1, 1]
+    assert faiss.omp_get_max_threads() == 1
+    assert idx.search(unit(rng, 1)[0], 3)[0].shape == (3,)

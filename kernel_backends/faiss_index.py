@@ -6,16 +6,14 @@ the index is rebuilt once as ``IndexHNSWFlat`` (inner product). A search restric
 is answered exactly over the allowed vectors instead of asking HNSW to filter (HNSW recall collapses under
 highly selective filters).
 
-Threads: FAISS runs single-threaded except for bulk work (adding a batch, building HNSW). A search is too
-small to gain from OpenMP, and FAISS's OpenMP workers, spinning after a parallel region, take the cores
-the query embedder (torch, its own OpenMP pool) needs next: on 2 cores that turned a 12 ms search into
-50-115 ms one time in twenty (LoCoMo cube with sentence parts; p95 24 ms -> 14 ms single-threaded).
+Threads: searches and vector lookups run with one OpenMP thread (adds keep the caller's setting). A
+single-query search gains nothing from OpenMP threads, and on 2 cores they gave it 5-10 ms outliers
+(LoCoMo cube with sentence parts: index time p95 3.9 -> 1.5 ms). OpenMP's thread count belongs to the
+calling OS thread (torch shares the runtime), so the previous count is restored right after the call.
 """
 
 from __future__ import annotations
 
-import os
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar
@@ -26,40 +24,22 @@ from memos.errors import CorruptPayload
 from memos.hookspecs import hookimpl
 
 
-_threads_lock = threading.Lock()
-_bulk_users = 0
-_configured = False
-#: Batches at least this large are added with every core.
-BULK = 256
-
-
 def _faiss() -> Any:
-    global _configured
     import faiss
 
-    if not _configured:
-        with _threads_lock:
-            if not _configured:
-                faiss.omp_set_num_threads(1)
-                _configured = True
     return faiss
 
 
 @contextmanager
-def _bulk() -> Iterator[None]:
-    """Every core for FAISS while at least one bulk operation runs; one thread again after the last."""
-    global _bulk_users
+def _one_thread() -> Iterator[None]:
+    """One OpenMP thread for this OS thread's FAISS calls in the block, the previous count after."""
     faiss = _faiss()
-    with _threads_lock:
-        _bulk_users += 1
-        faiss.omp_set_num_threads(os.cpu_count() or 1)
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
     try:
         yield
     finally:
-        with _threads_lock:
-            _bulk_users -= 1
-            if _bulk_users == 0:
-                faiss.omp_set_num_threads(1)
+        faiss.omp_set_num_threads(before)
 
 
 class FaissIndex:
@@ -95,14 +75,9 @@ class FaissIndex:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim)
         if len(labels) and (labels[0] != len(self) or np.any(np.diff(labels) != 1)):
             raise ValueError(f"labels must continue at {len(self)} without gaps")
-        if len(vectors) >= BULK:
-            with _bulk():
-                self._index.add(vectors)
-        else:
-            self._index.add(vectors)
+        self._index.add(vectors)
         if not self._is_hnsw() and len(self) >= self.hnsw_threshold:
-            with _bulk():
-                self._to_hnsw()
+            self._to_hnsw()
 
     def _to_hnsw(self) -> None:
         faiss = _faiss()
@@ -114,12 +89,20 @@ class FaissIndex:
         self._configure()
 
     def vectors(self, labels: Any) -> np.ndarray:
+        with _one_thread():
+            return self._vectors(labels)
+
+    def _vectors(self, labels: Any) -> np.ndarray:
         labels = np.asarray(labels, dtype=np.int64)
         if len(labels) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
         return self._index.reconstruct_batch(labels)
 
     def search(self, query: Any, k: int, allowed: Any | None = None) -> tuple[np.ndarray, np.ndarray]:
+        with _one_thread():
+            return self._search(query, k, allowed)
+
+    def _search(self, query: Any, k: int, allowed: Any | None) -> tuple[np.ndarray, np.ndarray]:
         n = len(self)
         if n == 0 or k <= 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
@@ -132,7 +115,7 @@ class FaissIndex:
             # Exact scoring over the allowed rows when that is cheap or when filtering would starve HNSW.
             if count <= 4096 or not self._is_hnsw() and count < n // 2 or count <= 4 * k:
                 ids = np.flatnonzero(allowed)
-                scores = self.vectors(ids) @ q[0]
+                scores = self._vectors(ids) @ q[0]
                 top = np.argsort(-scores)[:k]
                 return ids[top], scores[top]
             faiss = _faiss()

@@ -25,6 +25,32 @@ def test_minilm_unit_vectors_and_semantics():
     assert e.embed_query("a cat sits on the mat") @ v[0] > 0.999
 
 
+def test_minilm_queries_run_on_one_thread_batches_on_all(monkeypatch):
+    """A query embeds on one thread (no stalls from a second OpenMP thread on a small input); a batch
+    uses torch's configured count, which is restored after either."""
+    import torch
+
+    e = MiniLMEmbedder()
+    e.embed(["load the model"])
+    seen = []
+    real = e._forward
+
+    def spy(texts):
+        seen.append((len(texts), torch.get_num_threads()))
+        return real(texts)
+
+    monkeypatch.setattr(e, "_forward", spy)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        e.embed_query("a query nobody asked before")
+        e.embed([f"batch text {i}" for i in range(5)])
+        assert seen == [(1, 1), (5, 2)]
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 class _Handler(BaseHTTPRequestHandler):
     calls: list[dict] = []
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 
@@ -117,25 +115,32 @@ def test_kernel_uses_hnsw_past_threshold(tmp_path):
         assert c.search("item78", top_k=1)[0].memory.id == ms[78].id
 
 
-def test_faiss_uses_every_core_only_for_bulk_work(monkeypatch):
-    """Searches run single-threaded (FAISS's spinning OpenMP workers would take the cores the query
-    embedder needs next); a bulk add gets every core and gives them back."""
+def test_faiss_searches_on_one_thread_and_restores_the_callers_count(monkeypatch):
+    """A search runs with one OpenMP thread (threads only add outliers to a single-query search); the
+    caller's thread count, which torch shares, is restored afterwards, and adds keep it."""
     import faiss
 
-    from kernel_backends import faiss_index
-
     seen = []
-    real_add = faiss.IndexFlatIP.add
+    real_search, real_add = faiss.IndexFlatIP.search, faiss.IndexFlatIP.add
 
-    def spy(self, *args, **kwargs):
-        seen.append(faiss.omp_get_max_threads())
+    def spy_search(self, *args, **kwargs):
+        seen.append(("search", faiss.omp_get_max_threads()))
+        return real_search(self, *args, **kwargs)
+
+    def spy_add(self, *args, **kwargs):
+        seen.append(("add", faiss.omp_get_max_threads()))
         return real_add(self, *args, **kwargs)
 
-    monkeypatch.setattr(faiss.IndexFlatIP, "add", spy)
-    rng = np.random.default_rng(3)
-    idx = FaissIndex(16)
-    idx.add(np.arange(faiss_index.BULK), unit(rng, faiss_index.BULK))
-    idx.add(np.arange(faiss_index.BULK, faiss_index.BULK + 3), unit(rng, 3))
-    assert seen == [os.cpu_count() or 1, 1]
-    assert faiss.omp_get_max_threads() == 1
-    assert idx.search(unit(rng, 1)[0], 3)[0].shape == (3,)
+    monkeypatch.setattr(faiss.IndexFlatIP, "search", spy_search)
+    monkeypatch.setattr(faiss.IndexFlatIP, "add", spy_add)
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(2)
+    try:
+        rng = np.random.default_rng(3)
+        idx = FaissIndex(16)
+        idx.add(np.arange(50), unit(rng, 50))
+        assert idx.search(unit(rng, 1)[0], 3)[0].shape == (3,)
+        assert seen == [("add", 2), ("search", 1)]
+        assert faiss.omp_get_max_threads() == 2
+    finally:
+        faiss.omp_set_num_threads(before)

@@ -82,6 +82,20 @@ class BackendConformance:
         assert backend.get_memories("c", ["x"])[0] is None
         assert len(backend.read_log("c")) == 1
 
+    def test_vector_blobs_round_trip_byte_for_byte(self, backend: StorageBackend) -> None:
+        """A version's vector blob is opaque bytes: a main vector plus part vectors (memos.retrieval.parts),
+        zero bytes and all, comes back exactly, current and as of its commit."""
+        backend.put_cube(MemCube(name="c", owner="o"), create=True)
+        rows = np.random.default_rng(0).standard_normal((3, 384)).astype(np.float32)
+        rows[1, :8] = 0.0
+        blob = rows.tobytes()
+        m = _mem("c", "a", 1, 1, "three rows")
+        entry = LogEntry(cube="c", commit=1, op="add", items=[DerivedFrom(id="a", version=1)])
+        backend.commit(Commit(entry=entry, versions=(m,), vectors={("a", 1): blob}, expected_head=0))
+        _commit(backend, "c", 1, [_mem("c", "b", 1, 2, "later")])
+        assert bytes(backend.scan("c", ids=("a",))[0][1]) == blob
+        assert bytes(dict((m.id, v) for m, v in backend.scan("c", at_commit=1))["a"]) == blob
+
     def test_commit_to_missing_cube(self, backend: StorageBackend) -> None:
         with pytest.raises(CubeNotFound):
             _commit(backend, "nope", 0, [_mem("nope", "a", 1, 1, "one")])

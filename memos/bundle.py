@@ -3,6 +3,7 @@
 A bundle is a zip file::
 
     manifest.json        {"format": "memos-bundle", "format_version": 1, "cube", "head", "embedder",
+                          "embedder_model",
                           "dim", "files": {name: sha256}}
     cube.json            the MemCube (owner, acl, policy, description)
     log.jsonl            every commit, in order (tombstones of purged memories included)
@@ -74,6 +75,7 @@ def export_cube(kernel: Kernel, name: str, path: str, *, principal: str | None =
                     files[f"payloads/{v.payload.sha256}"] = fh.read()
         manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "cube": name, "head": head,
                     "embedder": kernel.settings.embedder.name, "dim": int(vecs.shape[1]),
+                    "embedder_model": _embedder_model(kernel),
                     "memories": len(current), "versions": len(versions),
                     "files": {fname: _sha(data) for fname, data in files.items()}}
         directory = os.path.dirname(os.path.abspath(path))
@@ -158,6 +160,7 @@ def import_cube(kernel: Kernel, path: str, *, name: str | None = None, principal
             raise CorruptPayload(path, "vectors and versions disagree in length")
         dim = int(kernel.embedder.dim)
         if manifest.get("embedder") != kernel.settings.embedder.name or vectors.shape[1] != dim \
+                or manifest.get("embedder_model", _embedder_model(kernel)) != _embedder_model(kernel) \
                 or "part_counts" not in tensors:  # another embedder, or a bundle written before parts
             blobs = kernel._embed([v.text for v in versions], [v.context for v in versions])
         else:
@@ -210,3 +213,9 @@ def _blobs(mains: np.ndarray, parts: np.ndarray | None, counts: np.ndarray, path
         out.append(pack(main, parts[at:at + c] if c else None))
         at += c
     return out
+
+
+def _embedder_model(kernel: Kernel) -> str:
+    from memos.kernel.home import embedder_identity
+
+    return str(embedder_identity(kernel.settings.embedder.name, kernel.embedder)["model"])

@@ -93,6 +93,7 @@ class MiniLMEmbedder:
     """all-MiniLM-L6-v2 (384-d, mean pooling), loaded from the package directory; no network."""
 
     name: ClassVar[str] = "minilm"
+    model: ClassVar[str] = "all-MiniLM-L6-v2"
     dim: int = 384
 
     def __init__(self, *, precision: str = "auto", batch_size: int = 64, max_tokens: int = 256) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 from memos import plugins
 from memos.config import Settings
 from memos.errors import InvalidInput
-from memos.kernel.home import HomeLock
+from memos.kernel.home import HomeLock, check_embedder, embedder_identity
 from memos.kernel.kernel import Kernel
 
 _EMBEDDERS: dict[tuple[str, str], Any] = {}
@@ -44,6 +44,8 @@ def open_kernel(settings: Settings) -> Kernel:
     try:
         backend = make_backend(settings)
         embedder = shared_embedder(settings.embedder.name, settings.embedder.options)
+        if lock is not None:  # an embedded home owns its vectors: they must all come from one embedder
+            check_embedder(settings.home, embedder_identity(settings.embedder.name, embedder))
         index_factory = plugins.lookup("vector_indexes", settings.index.name)(
             hnsw_threshold=settings.index.hnsw_threshold)
         blobs = plugins.lookup("blob_stores", "file")(settings.blobs_dir or settings.home / "blobs")

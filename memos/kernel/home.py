@@ -9,10 +9,14 @@ The lock is an ``flock`` on ``<home>/LOCK``: the kernel releases it when a proce
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 from pathlib import Path
+from typing import Any
 
-from memos.errors import HomeLocked
+from memos.errors import HomeLocked, ModelMismatch
+
+EMBEDDER_FILE = "embedder.json"
 
 
 class HomeLock:
@@ -43,3 +47,35 @@ class HomeLock:
     @property
     def held(self) -> bool:
         return self._fd is not None
+
+
+def embedder_identity(name: str, embedder: Any) -> dict[str, Any]:
+    """What the stored vectors depend on: the embedder plugin, its model, its dimension (0: unknown yet)."""
+    return {"name": name, "model": str(getattr(embedder, "model", "") or name),
+            "dim": int(getattr(embedder, "dim", 0) or 0)}
+
+
+def check_embedder(home: Path, identity: dict[str, Any]) -> None:
+    """Stamp the home with the embedder its vectors come from, or refuse another one.
+
+    A home's stored vectors (and their sentence parts) only make sense to the embedder that wrote them; a
+    vector of another model, or of a multiple of the dimension, would be read as garbage without an
+    error. A different embedder raises :class:`ModelMismatch`: export the cubes with the old embedder and
+    import them with the new one (import re-embeds). A dimension of 0 (an endpoint that has not answered
+    yet) is not compared.
+    """
+    path = home / EMBEDDER_FILE
+    try:
+        stamped = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(identity), encoding="utf-8")
+        os.replace(tmp, path)
+        return
+    except (OSError, ValueError):
+        return  # an unreadable stamp is not enforced (and not a reason to refuse the data)
+    same = stamped.get("name") == identity["name"] and stamped.get("model") == identity["model"] and (
+        not stamped.get("dim") or not identity["dim"] or stamped.get("dim") == identity["dim"])
+    if not same:
+        raise ModelMismatch(stamped, identity,
+                            what=f"home {str(home)!r} (export its cubes with that embedder, import them with this one)")

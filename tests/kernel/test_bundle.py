@@ -43,3 +43,42 @@ def test_corrupt_bundle_writes_nothing(mos, cube, tmp_path):
     with pytest.raises(CorruptPayload):
         mos.import_cube(tmp_path / "junk.memos", name="other")
     assert [c.name for c in mos.list_cubes()] == ["alice"]
+
+
+def test_import_re_embeds_vectors_of_another_embedder_model(mos, cube, tmp_path):
+    """A bundle whose vectors come from another model of the same embedder plugin is re-embedded on import
+    (its vectors are meaningless here); one from this model keeps its stored vectors."""
+    import hashlib
+    import json
+
+    import numpy as np
+    from safetensors.numpy import load, save
+
+    m = cube.add("The spare key is under the blue flower pot. The car key is in the drawer.")
+    good = tmp_path / "good.memos"
+    mos.export_cube("alice", good)
+
+    def rewritten(model: str) -> str:
+        out = tmp_path / f"{model}.memos"
+        with zipfile.ZipFile(good) as src, zipfile.ZipFile(out, "w") as dst:
+            files = {i.filename: src.read(i.filename) for i in src.infolist()}
+            tensors = load(files["vectors.safetensors"])
+            files["vectors.safetensors"] = save({k: (np.zeros_like(v) if v.dtype == np.float32 else v)
+                                                 for k, v in tensors.items()})
+            manifest = json.loads(files["manifest.json"])
+            manifest["embedder_model"] = model
+            manifest["files"]["vectors.safetensors"] = hashlib.sha256(files["vectors.safetensors"]).hexdigest()
+            files["manifest.json"] = json.dumps(manifest).encode()
+            for name, data in files.items():
+                dst.writestr(name, data)
+        return str(out)
+
+    def stored(name: str) -> np.ndarray:
+        rows = mos._kernel.backend.scan(name, ids=(m.id,))
+        return np.frombuffer(rows[0][1], dtype=np.float32)
+
+    mos.import_cube(rewritten("some-other-model"), name="other")
+    assert np.abs(stored("other")).sum() > 0  # re-embedded
+    assert np.array_equal(stored("other"), stored("alice"))
+    mos.import_cube(rewritten("all-MiniLM-L6-v2"), name="same")
+    assert np.abs(stored("same")).sum() == 0  # this model's (here zeroed) vectors are kept as they are

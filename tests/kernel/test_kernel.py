@@ -199,3 +199,28 @@ def test_ids_are_uuid7_and_sort_in_creation_order_within_a_millisecond():
     top = (5 << 80) | (0x7 << 76) | (0xFFF << 64) | (0b10 << 62) | ((1 << 62) - 1)
     nxt = _next_after(top)
     assert nxt >> 80 == 6 and uuid.UUID(int=nxt).version == 7 and nxt > top
+
+
+def test_home_refuses_another_embedder(tmp_path):
+    """Stored vectors only make sense to the embedder that wrote them: a home stamped with MiniLM refuses
+    an endpoint embedder (typed error, lock released, data untouched)."""
+    import json
+
+    from memos import MemOS
+    from memos.errors import ModelMismatch
+
+    home = tmp_path / "h"
+    with MemOS.open(home) as mos:
+        mid = mos.create_cube("c").add("the spare key is under the blue pot").id
+    assert json.loads((home / "embedder.json").read_text()) == {"name": "minilm", "model": "all-MiniLM-L6-v2", "dim": 384}
+    other = {"name": "openai", "options": {"base_url": "http://127.0.0.1:9/v1", "model": "text-embed", "dim": 384}}
+    with pytest.raises(ModelMismatch, match="export its cubes"):
+        MemOS.open(home, embedder=other)
+    with MemOS.open(home) as mos:  # the refused open left the lock free and the data as it was
+        assert mos.cube("c").search("where is the spare key", top_k=1)[0].memory.id == mid
+    # an endpoint that has not told its dimension yet is compared by name and model only
+    fresh = tmp_path / "f"
+    MemOS.open(fresh, embedder={**other, "options": {**other["options"], "dim": None}}).close()
+    MemOS.open(fresh, embedder=other).close()
+    with pytest.raises(ModelMismatch):
+        MemOS.open(fresh, embedder={**other, "options": {**other["options"], "model": "another-model"}})

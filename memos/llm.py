@@ -23,7 +23,7 @@ import json
 import re
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -84,9 +84,10 @@ def loads_tolerant(text: str) -> Any:
         return None
 
 
-def _balanced_objects(text: str) -> list[str]:
-    """Every top-level ``{...}`` substring (brace-balanced, strings respected)."""
-    out, depth, start, quote, escape = [], 0, -1, "", False
+def outside_strings(text: str, quotes: str = "\"'") -> Iterator[tuple[int, str]]:
+    """``(index, character)`` of every character of ``text`` outside string literals delimited by one of
+    ``quotes`` (backslash escapes respected); the delimiters themselves are skipped."""
+    quote, escape = "", False
     for i, ch in enumerate(text):
         if quote:
             if escape:
@@ -95,10 +96,17 @@ def _balanced_objects(text: str) -> list[str]:
                 escape = True
             elif ch == quote:
                 quote = ""
-            continue
-        if ch in "\"'":
+        elif ch in quotes:
             quote = ch
-        elif ch == "{":
+        else:
+            yield i, ch
+
+
+def _balanced_objects(text: str) -> list[str]:
+    """Every top-level ``{...}`` substring (brace-balanced, strings respected)."""
+    out, depth, start = [], 0, -1
+    for i, ch in outside_strings(text):
+        if ch == "{":
             if depth == 0:
                 start = i
             depth += 1

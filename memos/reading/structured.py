@@ -19,7 +19,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from memos.errors import MemosError
-from memos.llm import ChatBackend, Message, _balanced_objects, loads_tolerant
+from memos.llm import ChatBackend, Message, _balanced_objects, loads_tolerant, outside_strings
 
 T = TypeVar("T", bound=BaseModel)
 _FENCED = re.compile(r"```(?:json)?\s*(.*?)(?:```|$)", re.DOTALL)
@@ -51,20 +51,9 @@ class Structured(Generic[T]):
 def _close_truncated(text: str) -> str | None:
     """``text`` cut back to its last complete element, with the open brackets closed (or None)."""
     stack: list[str] = []
-    quote = escape = False
     last: tuple[int, list[str]] | None = None
-    for i, ch in enumerate(text):
-        if quote:
-            if escape:
-                escape = False
-            elif ch == "\\":
-                escape = True
-            elif ch == '"':
-                quote = False
-            continue
-        if ch == '"':
-            quote = True
-        elif ch in "{[":
+    for i, ch in outside_strings(text, '"'):
+        if ch in "{[":
             stack.append("}" if ch == "{" else "]")
         elif ch in "}]" and stack:
             stack.pop()

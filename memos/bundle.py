@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from memos.embed import embedder_identity
 from memos.errors import CorruptPayload, CubeExists, InvalidInput
 from memos.kernel import acl
 from memos.models import LogEntry, MemCube, Memory, validate_cube_name
@@ -216,6 +217,4 @@ def _blobs(mains: np.ndarray, parts: np.ndarray | None, counts: np.ndarray, path
 
 
 def _embedder_model(kernel: Kernel) -> str:
-    from memos.kernel.home import embedder_identity
-
     return str(embedder_identity(kernel.settings.embedder.name, kernel.embedder)["model"])

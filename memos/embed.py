@@ -37,6 +37,12 @@ class Embedder(Protocol):
         """One query vector (may be cached)."""
 
 
+def embedder_identity(name: str, embedder: Any) -> dict[str, Any]:
+    """What stored vectors depend on: the embedder plugin, its model, its dimension (0: unknown yet)."""
+    return {"name": name, "model": str(getattr(embedder, "model", "") or name),
+            "dim": int(getattr(embedder, "dim", 0) or 0)}
+
+
 #: Embedding calls of at most this many texts (queries) run on one thread.
 SMALL_BATCH = 2
 

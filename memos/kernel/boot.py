@@ -7,7 +7,8 @@ from typing import Any
 from memos import plugins
 from memos.config import Settings
 from memos.errors import InvalidInput
-from memos.kernel.home import HomeLock, check_embedder, embedder_identity
+from memos.embed import embedder_identity
+from memos.kernel.home import HomeLock, check_embedder
 from memos.kernel.kernel import Kernel
 
 _EMBEDDERS: dict[tuple[str, str], Any] = {}

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from memos.errors import HomeLocked, ModelMismatch
+from memos.errors import CorruptPayload, HomeLocked, ModelMismatch
 
 EMBEDDER_FILE = "embedder.json"
 
@@ -49,12 +49,6 @@ class HomeLock:
         return self._fd is not None
 
 
-def embedder_identity(name: str, embedder: Any) -> dict[str, Any]:
-    """What the stored vectors depend on: the embedder plugin, its model, its dimension (0: unknown yet)."""
-    return {"name": name, "model": str(getattr(embedder, "model", "") or name),
-            "dim": int(getattr(embedder, "dim", 0) or 0)}
-
-
 def check_embedder(home: Path, identity: dict[str, Any]) -> None:
     """Stamp the home with the embedder its vectors come from, or refuse another one.
 
@@ -62,7 +56,7 @@ def check_embedder(home: Path, identity: dict[str, Any]) -> None:
     vector of another model, or of a multiple of the dimension, would be read as garbage without an
     error. A different embedder raises :class:`ModelMismatch`: export the cubes with the old embedder and
     import them with the new one (import re-embeds). A dimension of 0 (an endpoint that has not answered
-    yet) is not compared.
+    yet) is not compared. A stamp that is not JSON raises :class:`CorruptPayload` naming the file.
     """
     path = home / EMBEDDER_FILE
     try:
@@ -72,8 +66,9 @@ def check_embedder(home: Path, identity: dict[str, Any]) -> None:
         tmp.write_text(json.dumps(identity), encoding="utf-8")
         os.replace(tmp, path)
         return
-    except (OSError, ValueError):
-        return  # an unreadable stamp is not enforced (and not a reason to refuse the data)
+    except ValueError as exc:
+        raise CorruptPayload(str(path), f"not the JSON memos writes ({exc}); delete it to stamp the home with "
+                                        "the embedder it is opened with") from exc
     same = stamped.get("name") == identity["name"] and stamped.get("model") == identity["model"] and (
         not stamped.get("dim") or not identity["dim"] or stamped.get("dim") == identity["dim"])
     if not same:

@@ -207,7 +207,7 @@ def test_home_refuses_another_embedder(tmp_path):
     import json
 
     from memos import MemOS
-    from memos.errors import ModelMismatch
+    from memos.errors import CorruptPayload, ModelMismatch
 
     home = tmp_path / "h"
     with MemOS.open(home) as mos:
@@ -224,3 +224,7 @@ def test_home_refuses_another_embedder(tmp_path):
     MemOS.open(fresh, embedder=other).close()
     with pytest.raises(ModelMismatch):
         MemOS.open(fresh, embedder={**other, "options": {**other["options"], "model": "another-model"}})
+    # a damaged stamp is an error that names the file, not a silently skipped check
+    (fresh / "embedder.json").write_text("{not json")
+    with pytest.raises(CorruptPayload, match="embedder.json"):
+        MemOS.open(fresh, embedder=other)

@@ -40,14 +40,11 @@ class CubeIndexer:
     def dim(self) -> int:
         return int(self.kernel.embedder.dim)
 
-    def _new_index(self) -> CubeIndex:
-        return new_index(self.kernel, self.dim)
-
     def _load(self, head: int) -> None:
         rows = self.kernel.backend.scan(self.cube, with_vectors=True)
         restored = CubeIndex.restore(str(self.dir), self.kernel.index_factory, self.dim, rows)
         if restored is None:
-            restored = self._new_index()
+            restored = new_index(self.kernel, self.dim)
             if rows:
                 restored.upsert([m for m, _ in rows], [v for _, v in rows])
         self.index = restored

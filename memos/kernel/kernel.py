@@ -463,11 +463,18 @@ class Kernel:
             return out
 
     def _stored_vector(self, state: _CubeState, m: Memory) -> bytes:
-        """The stored vector blob of version ``m`` (re-embedded when that version is not the stored one)."""
-        rows = self.backend.scan(state.cube.name, ids=(m.id,), with_vectors=True)
-        if rows and rows[0][1] is not None and rows[0][0].version == m.version:
-            return bytes(rows[0][1])
-        return self._embed([m.text], [m.context])[0]
+        return self._stored_vectors(state, [m])[0]
+
+    def _stored_vectors(self, state: _CubeState, versions: Sequence[Memory]) -> list[bytes]:
+        """The stored vector blobs of ``versions`` in one storage read (re-embedding, in one batch, those
+        whose version is not the stored one)."""
+        rows = self.backend.scan(state.cube.name, ids=tuple({m.id for m in versions}), with_vectors=True)
+        stored = {(m.id, m.version): bytes(v) for m, v in rows if v is not None}
+        missing = [m for m in versions if (m.id, m.version) not in stored]
+        if missing:
+            fresh = self._embed([m.text for m in missing], [m.context for m in missing])
+            stored.update({(m.id, m.version): blob for m, blob in zip(missing, fresh)})
+        return [stored[(m.id, m.version)] for m in versions]
 
     def set_state(self, name: str, ids: Sequence[str], new_state: State, *, op: str,
                   principal: str | None = None, detail: dict[str, Any] | None = None,
@@ -484,14 +491,15 @@ class Kernel:
 
             def plan(st: _CubeState) -> tuple[str, list[Memory], dict, list[str], dict]:
                 found = self.backend.get_memories(name, ids)
-                versions, vectors = [], {}
+                versions = []
                 for mid, old in zip(ids, found):
                     if old is None:
                         raise MemoryNotFound(name, mid)
-                    new = self._next_version(st, old, principal, op, state=new_state, source=source,
-                                             derived_from=[DerivedFrom(id=old.id, version=old.version), *sources])
-                    versions.append(new)
-                    vectors[(new.id, new.version)] = self._stored_vector(st, old)
+                    versions.append(self._next_version(st, old, principal, op, state=new_state, source=source,
+                                                       derived_from=[DerivedFrom(id=old.id, version=old.version),
+                                                                     *sources]))
+                blobs = self._stored_vectors(st, [m for m in found if m is not None])
+                vectors = {(new.id, new.version): blob for new, blob in zip(versions, blobs)}
                 return op, versions, vectors, [], detail or {}
 
             out = self._mutate(name, principal, "write", plan)
